@@ -1,0 +1,48 @@
+"""The command line: offline demo and replay of a JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from tests.builders import cbc
+
+
+def test_replay_prints_alerts_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "results.jsonl"
+    lines = [cbc("r1", 0, neutrophils=3.0), cbc("r2", 24, neutrophils=0.4)]
+    path.write_text("\n".join(r.model_dump_json() for r in lines) + "\n")
+    assert main(["replay", str(path)]) == 0
+    alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(a["condition"], a["event"], a["grade"]) for a in alerts] == [("neutropenia", "new", 4)]
+
+
+def test_replay_reports_a_bad_line_by_number_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "results.jsonl"
+    good = cbc("r1", 0, neutrophils=3.0, patient_id="MRN-SECRET-1").model_dump_json()
+    bad = json.loads(good)
+    bad["components"]["neutrophils"]["unit"] = "furlongs"
+    path.write_text(good + "\n" + json.dumps(bad) + "\n")
+    assert main(["replay", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2:" in err
+    assert "unknown unit" in err
+    assert "MRN-SECRET-1" not in err
+
+
+def test_replay_of_a_missing_file_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "/nonexistent/results.jsonl"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_offline_demo_prints_alerts_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--offline", "--patients", "6", "--days", "25"]) == 0
+    out = capsys.readouterr().out
+    assert "neutropenia" in out
+    assert "results:" in out
+    assert "dead letter" in out
