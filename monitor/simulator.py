@@ -263,7 +263,7 @@ def _noise(rng: random.Random, cv: float) -> float:
 
 def _make_patients(spec: CohortSpec, rng: random.Random) -> list[_Patient]:
     n = spec.patients
-    anc_tiers = _allocate(n, [("g4", 0.12, 1), ("g3", 0.23, 1), ("g0", 0.10, 0)], "g12")
+    anc_tiers = _allocate(n, [("g4", 0.10, 1), ("g3", 0.20, 1), ("g0", 0.10, 0)], "g12")
     plt_tiers = _allocate(n, [("p3", 0.07, 1), ("p2", 0.13, 1), ("p1", 0.25, 0)], "p0")
     hgb_tiers = _allocate(n, [("a2", 0.20, 1), ("a1", 0.40, 0)], "a0")
     sexes: list[str | None] = [None] * max(1 if n >= 5 else 0, round(0.10 * n))
@@ -306,7 +306,7 @@ def _make_patients(spec: CohortSpec, rng: random.Random) -> list[_Patient]:
         if anc_tier == "g0":
             anc_depth = prng.uniform(0.40, 0.55)
         else:
-            target = {"g12": (1.05, 1.7), "g3": (0.55, 0.85), "g4": (0.12, 0.40)}[anc_tier]
+            target = {"g12": (1.1, 1.7), "g3": (0.55, 0.85), "g4": (0.12, 0.40)}[anc_tier]
             anc_depth = max(0.40, 1.0 - prng.uniform(*target) / anc)
         plt_tier = plt_tiers[i]
         if pan and plt_tier == "p0":
@@ -579,16 +579,16 @@ def _count(rate: float, n: int) -> int:
     return 0 if rate <= 0 or n == 0 else max(1, round(rate * n))
 
 
-def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
-    """All messages of the cohort, sorted by publication time (``sent_at_day``).
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Which specimens get special treatment (disjoint sets of specimen indices)."""
 
-    Every specimen is published once as a ``result`` (or once as ``late``), a few first as a
-    ``preliminary`` and then ``final`` under the same result id, and a few are later ``corrected``.
-    On top come ``redelivery`` copies (byte-identical) and ``malformed`` messages.
-    """
-    rng = random.Random(spec.seed)
-    patients = _make_patients(spec, rng)
-    specimens = _specimens(spec, patients, rng)
+    preliminary: frozenset[int]
+    corrected: tuple[int, ...]
+    late: frozenset[int]
+
+
+def _plan(spec: CohortSpec, specimens: Sequence[_Specimen], rng: random.Random) -> _Plan:
     n = len(specimens)
     by_patient: dict[int, list[int]] = {}
     for i, s in enumerate(specimens):
@@ -596,83 +596,95 @@ def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
     next_of: dict[int, int] = {}
     for indices in by_patient.values():
         next_of.update(pairwise(indices))
+    previous_of = {after: before for before, after in next_of.items()}
 
-    # Which specimens get special treatment; the sets are disjoint.
-    full = [i for i, s in enumerate(specimens) if s.panel == "full" and not s.is_baseline]
-    shuffled = full[:]
-    rng.shuffle(shuffled)
-    preliminary = set(shuffled[:_PRELIMINARY_PAIRS])
-    corrected = shuffled[_PRELIMINARY_PAIRS : _PRELIMINARY_PAIRS + min(_CORRECTIONS, n // 20 + 1)]
-    taken = preliminary | set(corrected)
+    candidates = [i for i, s in enumerate(specimens) if s.panel == "full" and not s.is_baseline]
+    rng.shuffle(candidates)
+    preliminary = candidates[:_PRELIMINARY_PAIRS]
+    corrected = candidates[len(preliminary) : len(preliminary) + min(_CORRECTIONS, n // 20 + 1)]
+    taken = set(preliminary) | set(corrected)
     late: set[int] = set()
     blocked: set[int] = set()
-    late_wanted = _count(spec.late_rate, n)
-    for i in shuffled[_PRELIMINARY_PAIRS + len(corrected) :]:
-        if len(late) >= late_wanted:
+    wanted = _count(spec.late_rate, n)
+    for i in candidates[len(taken) :]:
+        if len(late) >= wanted:
             break
-        nxt = next_of.get(i)
-        # A late result needs a newer result of the same patient published before it, within
-        # 3 days, and that newer result must not itself be late (no two late in a row).
-        if nxt is None or i in blocked or nxt in late or nxt in taken:
+        newer = next_of.get(i)
+        # A late result needs a newer result of the same patient published before it and within
+        # 3 days of its own collection; that newer result must not itself be late.
+        if newer is None or i in blocked or newer in taken or newer in late:
             continue
-        if specimens[nxt].day - specimens[i].day > 2.8:
+        if specimens[newer].day - specimens[i].day > 2.8:
             continue
         late.add(i)
-        blocked.add(nxt)
-        blocked.update(k for k, v in next_of.items() if v == i)
+        blocked.add(newer)
+        if i in previous_of:
+            blocked.add(previous_of[i])
+    return _Plan(frozenset(preliminary), tuple(corrected), frozenset(late))
+
+
+def _next_of(specimens: Sequence[_Specimen], i: int) -> int:
+    patient = specimens[i].patient.index
+    return next(k for k in range(i + 1, len(specimens)) if specimens[k].patient.index == patient)
+
+
+def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
+    """All messages of the cohort, sorted by publication time (``sent_at_day``).
+
+    Every specimen is published once, as a ``result`` or (about ``late_rate`` of them) as ``late``;
+    a few go out first as ``preliminary`` and then ``final`` under the same result id, and one or
+    two finals are later ``corrected``. On top come ``redelivery`` copies (byte-identical to an
+    earlier message) and ``malformed`` messages cycling through ``MALFORMED_VARIANTS``.
+    """
+    rng = random.Random(spec.seed)
+    specimens = _specimens(spec, _make_patients(spec, rng), rng)
+    plan = _plan(spec, specimens, rng)
 
     drafts: list[_Draft] = []
     first_sent: dict[int, float] = {}
-    finals: list[tuple[int, _Draft]] = []
+    published: list[tuple[int, _Draft]] = []  # the authoritative message of each specimen
     for i, s in enumerate(specimens):
-        key = s.patient.patient_id.encode()
-        obj = _render(spec, s)
-        if i in late:
+        if i in plan.late:
             continue  # published below, once every on-time result has its publication time
-        sent = s.day + rng.uniform(0.5, 3.0) / 24
-        first_sent[i] = sent
-        if i in preliminary:
+        key = s.patient.patient_id.encode()
+        sent = first_sent[i] = s.day + rng.uniform(0.5, 3.0) / 24
+        if i in plan.preliminary:
             # The analyzer's numbers go out first; the final adds the reviewed differential.
             partial = ("hemoglobin", "wbc", "platelets", "rbc", "mcv")
             prelim = _render(spec, s, "preliminary", analytes=partial)
             drafts.append(_Draft(key, _encode(prelim), "result", sent))
             sent += rng.uniform(1.0, 4.0) / 24
-        if i in corrected:
+        if i in plan.corrected:
             # The first final was wrong (clumped platelets, or a transcription slip in Hgb);
             # the correction sends the measured value.
-            which = corrected.index(i)
             wrong = (
                 {"platelets": s.values["platelets"] * 0.55}
-                if which % 2 == 0
+                if plan.corrected.index(i) % 2 == 0
                 else {"hemoglobin": s.values["hemoglobin"] + 1.2}
             )
             drafts.append(_Draft(key, _encode(_render(spec, s, overrides=wrong)), "result", sent))
-            fixed = _render(spec, s, "corrected")
-            drafts.append(_Draft(key, _encode(fixed), "result", sent + rng.uniform(0.25, 1.25)))
-            finals.append((i, drafts[-1]))
-            continue
-        drafts.append(_Draft(key, _encode(obj), "result", sent))
-        finals.append((i, drafts[-1]))
-    for i in sorted(late):
+            sent += rng.uniform(0.25, 1.25)
+            drafts.append(_Draft(key, _encode(_render(spec, s, "corrected")), "result", sent))
+        else:
+            drafts.append(_Draft(key, _encode(_render(spec, s)), "result", sent))
+        published.append((i, drafts[-1]))
+    for i in sorted(plan.late):
         s = specimens[i]
-        newer_sent = first_sent[next_of[i]]
-        delay = rng.uniform(max(1.0, newer_sent - s.day + 0.02), 3.0)
+        newer_sent = first_sent[_next_of(specimens, i)]
+        sent = s.day + rng.uniform(max(1.0, newer_sent - s.day + 0.02), 3.0)
         drafts.append(
-            _Draft(s.patient.patient_id.encode(), _encode(_render(spec, s)), "late", s.day + delay)
+            _Draft(s.patient.patient_id.encode(), _encode(_render(spec, s)), "late", sent)
         )
-        finals.append((i, drafts[-1]))
+        published.append((i, drafts[-1]))
 
-    sources = drafts[:]
-    for draft in rng.sample(sources, min(len(sources), _count(spec.redelivery_rate, n))):
+    for draft in rng.sample(drafts, min(len(drafts), _count(spec.redelivery_rate, len(specimens)))):
         later = draft.sent_at_day + rng.uniform(1.0, 360.0) / (24 * 60)
         drafts.append(_Draft(draft.key, draft.value, "redelivery", later))
-    # Malformed copies are built from full panels, so every variant has a count to break.
-    finals = sorted(
-        (pair for pair in finals if specimens[pair[0]].panel == "full"), key=lambda pair: pair[0]
-    )
-    for k in range(_count(spec.malformed_rate, n) if finals else 0):
+    # Malformed messages are broken copies of full panels, so every variant has a count to break.
+    sources = [pair for pair in published if specimens[pair[0]].panel == "full"]
+    for k in range(_count(spec.malformed_rate, len(specimens)) if sources else 0):
         variant = MALFORMED_VARIANTS[k % len(MALFORMED_VARIANTS)]
-        i, source = finals[rng.randrange(len(finals))]
+        i, source = sources[rng.randrange(len(sources))]
         value, drop_key = _break(variant, _render(spec, specimens[i]), rng)
         later = source.sent_at_day + rng.uniform(1.0, 600.0) / (24 * 3600)
         drafts.append(_Draft(None if drop_key else source.key, value, "malformed", later))
