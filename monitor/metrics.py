@@ -17,15 +17,23 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor import __version__
 from monitor.analytes import Condition
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What ``generate_latest`` writes: the Prometheus text format 0.0.4 (UTF-8).
+CONTENT_TYPE = "text/plain; version=0.0.4"
 
 # Dead-letter reasons, a closed set so the label stays small (the full text goes in a header).
-INVALID_REASONS = ("not_json", "schema", "unknown_unit", "missing_id", "oversize", "not_utf8")
+INVALID_REASONS = (
+    "not_json",
+    "schema",
+    "unknown_unit",
+    "missing_id",
+    "oversize",
+    "not_utf8",
+    "processing_error",
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)

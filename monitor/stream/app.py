@@ -1,0 +1,217 @@
+"""The Faust worker: topics, the patient table, the agents, and the web endpoints.
+
+Thin by design: every decision is made in ``ResultProcessor`` and the clinical core; this module
+wires them to Kafka. Built per call (``MonitorApp(settings)``), not at import, so tests can make
+a fresh app each time (DESIGN.md: module-level tables keep state across tests).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from monitor.history import load_state
+from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.settings import MonitorSettings
+from monitor.stream.processor import Origin, ResultProcessor, Send
+
+log = logging.getLogger("monitor.worker")
+
+TABLE_NAME = "patients"
+
+
+def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
+    store = "rocksdb://" if settings.store == "rocksdb" else "memory://"
+    return {
+        "broker": settings.broker_url,
+        "store": store,
+        "datadir": str(settings.data_dir),
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        # Other workers proxy /patients/{id} here: advertise an address they can reach.
+        "canonical_url": f"http://{_advertised_host(settings.web_host)}:{settings.web_port}",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        # The embedded broker has no transactions; the detector is built for at-least-once.
+        "processing_guarantee": "at_least_once",
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": 1.0,
+        "autodiscover": False,
+        "web_in_thread": False,
+    }
+
+
+def _advertised_host(bind: str) -> str:
+    if bind in ("0.0.0.0", "::", ""):
+        import socket
+
+        return socket.gethostname()
+    return bind
+
+
+class MonitorApp:
+    def __init__(self, settings: MonitorSettings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.app = faust.App(settings.app_id, **faust_settings(settings))
+        raw: dict[str, Any] = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+            "partitions": settings.partitions,
+        }
+        self.results_topic = self.app.topic(settings.results_topic, **raw)
+        self.by_patient_topic = self.app.topic(f"{settings.results_topic}.by-patient", **raw)
+        self.alerts_topic = self.app.topic(settings.alerts_topic, **raw)
+        self.dlq_topic = self.app.topic(settings.dlq_topic, **raw)
+        self.table = self.app.Table(
+            TABLE_NAME,
+            # bytes in and out: Faust then uses the raw codec (it picks codecs from these types).
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            default=None,
+        )
+        self.processor = ResultProcessor(settings, self.metrics, self.table)
+        self._topics = {
+            t.get_topic_name(): t
+            for t in (self.results_topic, self.by_patient_topic, self.alerts_topic, self.dlq_topic)
+        }
+        self._counted_assignment: frozenset[Any] | None = None
+        self.app.agent(self.results_topic, name="results", concurrency=1)(self._consume)
+        self.app.agent(self.by_patient_topic, name="results-by-patient", concurrency=1)(
+            self._consume
+        )
+        self.app.timer(interval=2.0)(self._refresh_gauges)
+        self._add_web_routes()
+
+    @property
+    def topic_partitions(self) -> dict[str, int]:
+        """Topics to create before the agents start, with their partition counts (DESIGN.md)."""
+        return {name: self.settings.partitions for name in self._topics}
+
+    def ready(self) -> bool:
+        """True once the tables of the assigned partitions are recovered and no rebalance runs."""
+        return bool(self.app.tables.actives_ready) and not self.app.rebalancing
+
+    # --- the agent -------------------------------------------------------------------------
+
+    async def _consume(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            origin = Origin(
+                message.topic, message.partition, message.offset, message.timestamp or None
+            )
+            try:
+                sends = self.processor.handle(event.value, event.key, origin)
+            except Exception as exc:  # a fault of ours, not of the input: keep it for replay
+                log.error(
+                    "processing failed with %s at %s[%d]@%d; sent to the dead-letter topic",
+                    type(exc).__name__,
+                    origin.topic,
+                    origin.partition,
+                    origin.offset,
+                )
+                sends = [self.processor.failed(event.value, event.key, origin, exc)]
+            for send in sends:
+                await self._publish(send)
+                self.processor.published(send, origin)
+            yield None
+
+    async def _publish(self, send: Send) -> None:
+        await self._topics[send.topic].send(key=send.key, value=send.value, headers=send.headers)
+
+    async def _refresh_gauges(self) -> None:
+        """Recount patients and episodes from the local table after each rebalance."""
+        if not self.ready():
+            self.metrics.ready.set(0)
+            return
+        self.metrics.ready.set(1)
+        assignment = frozenset(self.app.consumer.assignment())
+        if assignment != self._counted_assignment:
+            self._counted_assignment = assignment
+            self.processor.recount(v for v in self.table.values() if v is not None)
+
+    # --- web -------------------------------------------------------------------------------
+
+    def _add_web_routes(self) -> None:
+        app = self.app
+        monitor = self
+
+        @app.page("/metrics")
+        async def metrics(web: View, request: Request) -> Response:
+            # The classic text format; aiohttp refuses a charset inside content_type.
+            return web.bytes(monitor.metrics.exposition(), content_type=CONTENT_TYPE)
+
+        @app.page("/healthz")
+        async def healthz(web: View, request: Request) -> Response:
+            return web.json({"status": "alive"})
+
+        @app.page("/readyz")
+        async def readyz(web: View, request: Request) -> Response:
+            ready = monitor.ready()
+            return web.json(
+                {"ready": ready, "rebalancing": bool(app.rebalancing)},
+                status=200 if ready else 503,
+            )
+
+        table = self.table
+
+        @app.page("/patients/{patient_id}")
+        class PatientView(View):
+            async def get(self, request: Request, **params: Any) -> Response:
+                denied = monitor._authorize(self, request)
+                if denied is not None:
+                    return denied
+                return await self._owned(request)
+
+            # Answered by the worker that owns the patient's partition (proxied there if need be).
+            @app.table_route(table=table, match_info="patient_id")
+            async def _owned(view: View, request: Request) -> Response:  # noqa: N805
+                return monitor._patient_response(view, request.match_info["patient_id"])
+
+    def _authorize(self, web: View, request: Request) -> Response | None:
+        token = self.settings.api_token
+        if token is None:
+            return web.json({"error": "the patient API is off (set MONITOR_API_TOKEN)"}, status=404)
+        sent = request.headers.get("Authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            return web.json({"error": "unauthorized"}, status=401)
+        return None
+
+    def _patient_response(self, web: View, patient_id: str) -> Response:
+        stored = self.table.get(patient_id.encode())
+        if stored is None:
+            return web.json({"error": "no such patient here"}, status=404)
+        state = load_state(stored)
+        grades = self.processor.detector.current_grades(state)
+        return web.json(
+            {
+                "patient_id": patient_id,
+                "history": [
+                    {
+                        "result_id": e.result_id,
+                        "collected_at": datetime.fromtimestamp(e.collected_at, UTC).isoformat(),
+                        "status": e.status,
+                        "values": {a.value: r.value for a, r in e.readings.items()},
+                    }
+                    for e in state.history
+                ],
+                "grades": {c.value: g for c, g in grades.items()},
+                "open_episodes": {
+                    c: {"grade": ep.grade, "dedup_key": ep.dedup_key}
+                    for c, ep in state.episodes.items()
+                    if ep.grade > 0
+                },
+                "ward": state.ward,
+            }
+        )

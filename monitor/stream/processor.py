@@ -1,0 +1,145 @@
+"""What the worker does with one input message, with no Faust in it.
+
+The Faust agent hands each message here and then performs the returned sends in order. Keeping
+the decision apart from Faust lets the stream tests drive it directly, and keeps the agent to
+moving bytes (DESIGN.md, layers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from monitor.detector import Detector
+from monitor.history import PatientState, dump_state, load_state, raw_fingerprint
+from monitor.intake import Rejected, dead_letter_headers, validate_message
+from monitor.metrics import Metrics
+from monitor.settings import MonitorSettings
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an input message came from (no patient data)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None  # seconds since the epoch, the message's own timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    is_alert: bool = False
+
+
+def origin_headers(origin: Origin) -> Headers:
+    headers = [
+        ("monitor.source_topic", origin.topic.encode()),
+        ("monitor.source_partition", str(origin.partition).encode()),
+        ("monitor.source_offset", str(origin.offset).encode()),
+    ]
+    if origin.timestamp is not None:
+        headers.append(("monitor.source_timestamp", repr(origin.timestamp).encode()))
+    return headers
+
+
+class ResultProcessor:
+    """Validate, route and detect; the patient table is any mutable mapping of bytes to bytes."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        metrics: Metrics,
+        table: MutableMapping[bytes, bytes],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.table = table
+        self.clock = clock
+        self.detector = Detector(settings.detector)
+        self.repartition_topic = f"{settings.results_topic}.by-patient"
+
+    def handle(self, raw: bytes | None, key: bytes | None, origin: Origin) -> list[Send]:
+        """The sends that one message calls for; the table is updated before they are returned."""
+        started = time.perf_counter()
+        self.metrics.results_consumed.inc()
+        verdict = validate_message(raw, self.settings.max_message_bytes)
+        if isinstance(verdict, Rejected):
+            return [self._dead_letter(raw, key, origin, verdict)]
+        assert raw is not None
+        patient_key = verdict.patient_id.encode()
+        if key != patient_key and origin.topic != self.repartition_topic:
+            # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
+            # all of a patient's results in order.
+            return [Send(self.repartition_topic, patient_key, raw, origin_headers(origin))]
+        stored = self.table.get(patient_key)
+        state = load_state(stored) if stored is not None else None
+        before = _open_grades(state)
+        outcome = self.detector.process(state, verdict, self.clock(), raw_fingerprint(raw))
+        if outcome.disposition != "accepted":
+            self.metrics.duplicates_ignored.labels(kind=outcome.disposition).inc()
+            self.metrics.processing_seconds.observe(time.perf_counter() - started)
+            return []
+        self.table[patient_key] = dump_state(outcome.state)
+        if state is None:
+            self.metrics.patients_tracked.inc()
+        self.metrics.move_episodes(before, _open_grades(outcome.state))
+        headers = origin_headers(origin)
+        sends = [
+            Send(
+                self.settings.alerts_topic,
+                patient_key,
+                alert.model_dump_json().encode(),
+                headers,
+                is_alert=True,
+            )
+            for alert in outcome.alerts
+        ]
+        self.metrics.processing_seconds.observe(time.perf_counter() - started)
+        return sends
+
+    def failed(self, raw: bytes | None, key: bytes | None, origin: Origin, exc: Exception) -> Send:
+        """A dead letter for a message whose processing raised: kept for replay, never dropped."""
+        rejected = Rejected("processing_error", "processing failed", type(exc).__name__)
+        return self._dead_letter(raw, key, origin, rejected)
+
+    def published(self, send: Send, origin: Origin) -> None:
+        """Account for a send once the producer has taken it."""
+        if not send.is_alert:
+            return
+        if origin.timestamp is not None:
+            self.metrics.result_to_alert_seconds.observe(max(0.0, time.time() - origin.timestamp))
+
+    def recount(self, values: Iterable[bytes]) -> None:
+        """Rebuild the patients and episode gauges from the local table (after a rebalance)."""
+        patients = 0
+        tally: Counter[tuple[str, int]] = Counter()
+        for value in values:
+            patients += 1
+            for condition, grade in _open_grades(load_state(value)).items():
+                tally[(condition, grade)] += 1
+        self.metrics.patients_tracked.set(patients)
+        self.metrics.set_episodes(tally)
+
+    def _dead_letter(
+        self, raw: bytes | None, key: bytes | None, origin: Origin, rejected: Rejected
+    ) -> Send:
+        self.metrics.results_invalid.labels(reason=rejected.code).inc()
+        headers = dead_letter_headers(rejected, origin.topic, origin.partition, origin.offset)
+        return Send(self.settings.dlq_topic, key, raw, headers)
+
+
+def _open_grades(state: PatientState | None) -> dict[str, int]:
+    if state is None:
+        return {}
+    return {c: ep.grade for c, ep in state.episodes.items() if ep.grade > 0}

@@ -1,0 +1,58 @@
+"""Start a production worker: settings, topics, then the Faust worker loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from monitor.broker import BrokerError, create_topics
+from monitor.settings import MonitorSettings, describe_settings_error
+
+log = logging.getLogger("monitor.worker")
+
+
+def load_settings() -> MonitorSettings:
+    """Settings from the environment; a wrong one ends the process with its name (exit 2)."""
+    try:
+        return MonitorSettings()
+    except ValidationError as exc:
+        print(describe_settings_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_worker(settings: MonitorSettings) -> int:
+    """Create the topics with their partition counts, then run the worker until stopped."""
+    from faust.worker import Worker
+
+    from monitor.stream.app import MonitorApp
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    monitor = MonitorApp(settings)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    bootstrap = ",".join(settings.bootstrap_servers)
+    try:
+        loop.run_until_complete(
+            asyncio.wait_for(
+                create_topics(bootstrap, monitor.topic_partitions, settings.replication_factor),
+                timeout=60,
+            )
+        )
+    except (BrokerError, TimeoutError, OSError) as exc:
+        print(f"cbc-monitor worker: cannot prepare topics on {bootstrap}: {exc}", file=sys.stderr)
+        return 1
+    worker = Worker(
+        monitor.app,
+        loop=loop,
+        loglevel=settings.log_level,
+        quiet=True,
+        override_logging=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
