@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -12,9 +13,12 @@ from pydantic import ValidationError
 
 from monitor.alert import Alert
 from monitor.detector import Detector, DetectorSettings
+from monitor.intake import Rejected, validate_message
+from monitor.kafka_io import bootstrap_of, follow, publish
 from monitor.model import describe_validation_error, parse_result
 from monitor.render import format_alert
 from monitor.replay import replay_values
+from monitor.settings import MonitorSettings, describe_settings_error
 
 
 def _print_summary(alerts: Sequence[Alert], results: int, invalid: int) -> None:
@@ -73,6 +77,117 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The production worker; configured by MONITOR_* environment variables."""
+    from monitor.stream.worker import load_settings, run_worker
+
+    return run_worker(load_settings())
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded Tansu broker in the foreground (Ctrl-C stops it)."""
+    from monitor.broker import run_foreground
+
+    print(f"embedded broker on 127.0.0.1:{args.port} (kafka://127.0.0.1:{args.port})", flush=True)
+    return run_foreground(args.port)
+
+
+def _settings_or_exit() -> MonitorSettings:
+    try:
+        return MonitorSettings()
+    except ValidationError as exc:
+        print(describe_settings_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Publish a JSON-lines file of results, keyed by patient; nothing is sent if a line is bad."""
+    settings = _settings_or_exit()
+    path = Path(args.file)
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        print(f"cbc-monitor: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    messages: list[tuple[bytes | None, bytes]] = []
+    errors = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        verdict = validate_message(line, settings.max_message_bytes)
+        if isinstance(verdict, Rejected):
+            errors += 1
+            print(f"{path}:{number}: {verdict.reason}", file=sys.stderr)
+            continue
+        messages.append((verdict.patient_id.encode(), line))
+    if errors:
+        print(f"cbc-monitor: {errors} invalid line(s) in {path}; nothing sent", file=sys.stderr)
+        return 1
+    sent = asyncio.run(publish(bootstrap_of(settings.broker_url), settings.results_topic, messages))
+    print(f"sent {sent} results to {settings.results_topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Publish a simulated cohort (malformed messages, redeliveries and late results included)."""
+    from monitor.simulator import CohortSpec, simulate_cohort
+
+    settings = _settings_or_exit()
+    messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
+    if args.expected:
+        expected = replay_values([m.value for m in messages], Detector(settings.detector))
+        with Path(args.expected).open("w") as out:
+            for alert in expected.alerts:
+                out.write(alert.model_dump_json(exclude={"emitted_at"}) + "\n")
+    sent = asyncio.run(
+        publish(
+            bootstrap_of(settings.broker_url),
+            settings.results_topic,
+            ((m.key, m.value) for m in messages),
+            rate=args.rate,
+        )
+    )
+    print(f"sent {sent} messages to {settings.results_topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Follow the alert topic: one readable line per alert, or JSON lines with --json."""
+    settings = _settings_or_exit()
+
+    async def run() -> int:
+        count = 0
+        async for record in follow(
+            bootstrap_of(settings.broker_url),
+            [settings.alerts_topic],
+            from_beginning=args.from_beginning,
+            idle_timeout=args.idle_timeout,
+        ):
+            if args.json:
+                print(record.value.decode(), flush=True)
+            else:
+                print(format_alert(Alert.model_validate_json(record.value)), flush=True)
+            count += 1
+            if args.max and count >= args.max:
+                break
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.offline:
+        return cmd_demo_offline(args)
+    from monitor.demo import run_demo
+    from monitor.simulator import CohortSpec
+
+    spec = CohortSpec(seed=args.seed, patients=args.patients, days=args.days)
+    return run_demo(spec, workers=args.workers, rate=args.rate, quiet=args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cbc-monitor",
@@ -86,12 +201,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=40)
     demo.add_argument("--days", type=int, default=42)
     demo.add_argument("--ctcae-version", choices=["5.0", "6.0"], default="5.0")
-    demo.set_defaults(func=cmd_demo_offline)
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--rate", type=float, default=150.0, help="messages per second")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.set_defaults(func=cmd_demo)
 
     replay = sub.add_parser("replay", help="run a JSON-lines file through the detector offline")
     replay.add_argument("file")
     replay.add_argument("--ctcae-version", choices=["5.0", "6.0"], default="5.0")
     replay.set_defaults(func=cmd_replay)
+
+    worker = sub.add_parser("worker", help="run a worker (settings from MONITOR_* variables)")
+    worker.set_defaults(func=cmd_worker)
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(func=cmd_broker)
+
+    send = sub.add_parser("send", help="publish a JSON-lines file of results")
+    send.add_argument("file")
+    send.set_defaults(func=cmd_send)
+
+    simulate = sub.add_parser("simulate", help="publish a simulated chemotherapy cohort")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--patients", type=int, default=40)
+    simulate.add_argument("--days", type=int, default=42)
+    simulate.add_argument("--rate", type=float, default=None, help="messages per second")
+    simulate.add_argument("--expected", help="also write the alerts it should produce here")
+    simulate.set_defaults(func=cmd_simulate)
+
+    tail = sub.add_parser("tail", help="follow the alert topic")
+    tail.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--max", type=int, default=0, help="stop after this many alerts")
+    tail.add_argument("--idle-timeout", type=float, default=None, help="stop after S idle seconds")
+    tail.set_defaults(func=cmd_tail)
     return parser
 
 

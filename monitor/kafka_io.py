@@ -1,0 +1,82 @@
+"""Small aiokafka helpers for the command line tools: publish messages, follow topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+def bootstrap_of(broker_url: str) -> str:
+    """``kafka://h1:9092;kafka://h2:9092`` -> ``h1:9092,h2:9092``."""
+    return ",".join(url.strip().partition("://")[2] for url in broker_url.split(";"))
+
+
+async def publish(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    rate: float | None = None,
+) -> int:
+    """Send (key, value) pairs in order, at most ``rate`` per second; wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for key, value in messages:
+            if rate:
+                delay = started + sent / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            pending.append(await producer.send(topic, value, key=key))
+            sent += 1
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def follow(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    from_beginning: bool = True,
+    idle_timeout: float | None = None,
+) -> AsyncIterator[Any]:
+    """Yield records of ``topics`` as they arrive; stop after ``idle_timeout`` s without any."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        last = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            if batch:
+                last = time.monotonic()
+            for records in batch.values():
+                for record in records:
+                    yield record
+            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                return
+    finally:
+        await consumer.stop()
+
+
+def header(record: Any, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value)
+    return None
