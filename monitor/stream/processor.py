@@ -38,7 +38,7 @@ class Send:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default_factory=list)
-    is_alert: bool = False
+    alert_labels: tuple[str, str, str] | None = None  # condition, event, severity
 
 
 def origin_headers(origin: Origin) -> Headers:
@@ -101,7 +101,7 @@ class ResultProcessor:
                 patient_key,
                 alert.model_dump_json().encode(),
                 headers,
-                is_alert=True,
+                alert_labels=(alert.condition, alert.event, alert.severity),
             )
             for alert in outcome.alerts
         ]
@@ -115,8 +115,10 @@ class ResultProcessor:
 
     def published(self, send: Send, origin: Origin) -> None:
         """Account for a send once the producer has taken it."""
-        if not send.is_alert:
+        if send.alert_labels is None:
             return
+        condition, event, severity = send.alert_labels
+        self.metrics.alerts.labels(condition=condition, event=event, severity=severity).inc()
         if origin.timestamp is not None:
             self.metrics.result_to_alert_seconds.observe(max(0.0, time.time() - origin.timestamp))
 
