@@ -42,6 +42,9 @@ class Entry(NamedTuple):
     sex: str | None
     readings: dict[Analyte, Reading]
     last_chemo_at: float | None = None
+    # The entry's JSON, made once: entries never change, and re-serializing a whole history on
+    # every result cost more than detecting on it.
+    wire: bytes = b""
 
     @property
     def alertable(self) -> bool:
@@ -156,39 +159,34 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
                 alc, alc, CANONICAL_UNIT[Analyte.LYMPHOCYTES], None, derived=True
             )
     chemo = result.context.last_chemo_at
-    return Entry(
-        result_id=result.result_id,
-        collected_at=result.collected_at.timestamp(),
-        status=result.status,
-        fingerprint=content_hash or fingerprint(result),
-        sex=result.sex.value if result.sex is not None else None,
-        readings=readings,
-        last_chemo_at=chemo.timestamp() if chemo is not None else None,
+    return with_wire(
+        Entry(
+            result_id=result.result_id,
+            collected_at=result.collected_at.timestamp(),
+            status=result.status,
+            fingerprint=content_hash or fingerprint(result),
+            sex=result.sex.value if result.sex is not None else None,
+            readings=readings,
+            last_chemo_at=chemo.timestamp() if chemo is not None else None,
+        )
     )
+
+
+def with_wire(entry: Entry) -> Entry:
+    """The entry with its JSON form attached (plain lists: far faster to encode than tuples)."""
+    e = entry
+    readings = {a.value: [r.value, r.raw, r.unit, r.lln, r.derived] for a, r in e.readings.items()}
+    wire = to_json(
+        [e.result_id, e.collected_at, e.status, e.fingerprint, e.sex, readings, e.last_chemo_at]
+    )
+    return e._replace(wire=wire)
 
 
 # --- compact serialization (the Faust table value) -------------------------------------------
 
 
-def _reading_to_list(r: Reading) -> list[Any]:
-    return [r.value, r.raw, r.unit, r.lln, 1 if r.derived else 0]
-
-
-def state_to_dict(state: PatientState) -> dict[str, Any]:
+def _rest_to_dict(state: PatientState) -> dict[str, Any]:
     return {
-        "v": 1,
-        "h": [
-            [
-                e.result_id,
-                e.collected_at,
-                e.status,
-                e.fingerprint,
-                e.sex,
-                {a.value: _reading_to_list(r) for a, r in e.readings.items()},
-                e.last_chemo_at,
-            ]
-            for e in state.history
-        ],
         "e": {
             c: [ep.grade, ep.number, ep.dedup_key, ep.opened_at, ep.changed_at]
             for c, ep in state.episodes.items()
@@ -199,20 +197,29 @@ def state_to_dict(state: PatientState) -> dict[str, Any]:
     }
 
 
+# Enum lookup by value through a dict: Analyte(value) costs about a microsecond a call, and a
+# full history holds hundreds of readings.
+_ANALYTE_BY_VALUE: dict[str, Analyte] = {a.value: a for a in Analyte}
+
+
 def state_from_dict(data: dict[str, Any]) -> PatientState:
     if data.get("v") != 1:
         raise ValueError("unsupported patient state version")
+    analyte = _ANALYTE_BY_VALUE
     history = [
-        Entry(
-            result_id=rid,
-            collected_at=ts,
-            status=status,
-            fingerprint=fp,
-            sex=sex,
-            readings={
-                Analyte(a): Reading(r[0], r[1], r[2], r[3], bool(r[4])) for a, r in readings.items()
-            },
-            last_chemo_at=chemo,
+        with_wire(
+            Entry(
+                rid,
+                ts,
+                status,
+                fp,
+                sex,
+                {
+                    analyte[a]: Reading(r[0], r[1], r[2], r[3], bool(r[4]))
+                    for a, r in readings.items()
+                },
+                chemo,
+            )
         )
         for rid, ts, status, fp, sex, readings, chemo in data["h"]
     ]
@@ -230,7 +237,10 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
 
 
 def dump_state(state: PatientState) -> bytes:
-    return to_json(state_to_dict(state))
+    """``{"v":1,"h":[entries...],"e":...,"c":...,"w":...,"o":...}`` from the entries' own JSON."""
+    entries = b",".join(e.wire or with_wire(e).wire for e in state.history)
+    rest = to_json(_rest_to_dict(state))  # b'{"e":...}'
+    return b'{"v":1,"h":[' + entries + b"]," + rest[1:]
 
 
 def load_state(raw: bytes) -> PatientState:

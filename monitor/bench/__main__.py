@@ -1,17 +1,72 @@
-"""``make bench``: print the project's measured figures."""
+"""``make bench``: print the project's measured figures, all from one run on this machine.
+
+``--quick`` uses smaller counts (for a smoke check); the figures in the README come from a
+full run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
 from monitor.bench.detector import cohort_values, measure_detector
+from monitor.bench.passthrough import measure_passthrough
+from monitor.bench.service import measure_latency, measure_memory, measure_throughput
+from monitor.broker import EmbeddedBroker
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="print the measured figures")
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke check")
+    parser.add_argument("--detector-only", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results = 5_000 if args.quick else 30_000
+    patients = 5_000 if args.quick else 100_000
+    latency_seconds = 5.0 if args.quick else 20.0
+
     values = cohort_values()
     rate, alerts = measure_detector(values)
     print(
         f"detector: {rate:,.0f} results/s on one core "
-        f"(validation + detection, {len(values):,} simulated results, {alerts:,} alerts)"
+        f"(validation + detection, {len(values):,} simulated results, {alerts:,} alerts)",
+        flush=True,
     )
+    if args.detector_only:
+        return
+    with tempfile.TemporaryDirectory(prefix="cbc-bench-") as tmp, EmbeddedBroker() as broker:
+        root = Path(tmp)
+        ceiling = asyncio.run(measure_passthrough(broker.bootstrap, results, 4))
+        print(
+            f"bare aiokafka pass-through: {ceiling:,.0f} results/s ({results:,} messages)",
+            flush=True,
+        )
+        throughput, published = asyncio.run(
+            measure_throughput(broker.bootstrap, broker.url, root, results)
+        )
+        print(
+            f"one worker end to end: {throughput:,.0f} results/s committed "
+            f"({results:,} results, {published:,} alerts); ratio to pass-through "
+            f"{throughput / ceiling:.2f}",
+            flush=True,
+        )
+        p50, p99, achieved = asyncio.run(
+            measure_latency(broker.bootstrap, broker.url, root, 500.0, latency_seconds)
+        )
+        print(
+            f"result-to-alert latency at {achieved:,.0f} results/s: "
+            f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms",
+            flush=True,
+        )
+        per_patient = asyncio.run(measure_memory(broker.bootstrap, broker.url, root, patients))
+        print(
+            f"worker memory: {per_patient:,.0f} bytes per tracked patient "
+            f"(resident set growth over {patients:,} patients, RocksDB store)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

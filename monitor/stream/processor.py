@@ -8,7 +8,7 @@ moving bytes (DESIGN.md, layers).
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +52,45 @@ def origin_headers(origin: Origin) -> Headers:
     return headers
 
 
+class StateCache:
+    """Decoded patient states of recently seen patients, bounded (least recently used goes).
+
+    Decoding a long history costs far more than the detection itself. An entry is used only
+    while the table still holds exactly the bytes it was made from, so a state another worker
+    changed during a rebalance is decoded afresh, never served stale.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[bytes, PatientState]] = OrderedDict()
+
+    def get(self, key: bytes, stored: bytes | None) -> PatientState | None:
+        if stored is None:
+            self._entries.pop(key, None)
+            return None
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] == stored:
+            self._entries.move_to_end(key)
+            return cached[1]
+        state = load_state(stored)
+        self.put(key, stored, state)
+        return state
+
+    def put(self, key: bytes, stored: bytes, state: PatientState) -> None:
+        if self.size <= 0:
+            return
+        self._entries[key] = (stored, state)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def forget(self, key: bytes) -> None:
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class ResultProcessor:
     """Validate, route and detect; the patient table is any mutable mapping of bytes to bytes."""
 
@@ -61,6 +100,7 @@ class ResultProcessor:
         metrics: Metrics,
         table: MutableMapping[bytes, bytes],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state_cache_size: int = 4096,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -68,6 +108,7 @@ class ResultProcessor:
         self.clock = clock
         self.detector = Detector(settings.detector)
         self.repartition_topic = f"{settings.results_topic}.by-patient"
+        self._states = StateCache(state_cache_size)
 
     def handle(self, raw: bytes | None, key: bytes | None, origin: Origin) -> list[Send]:
         """The sends that one message calls for; the table is updated before they are returned."""
@@ -83,14 +124,20 @@ class ResultProcessor:
             # all of a patient's results in order.
             return [Send(self.repartition_topic, patient_key, raw, origin_headers(origin))]
         stored = self.table.get(patient_key)
-        state = load_state(stored) if stored is not None else None
+        state = self._states.get(patient_key, stored)
         before = _open_grades(state)
-        outcome = self.detector.process(state, verdict, self.clock(), raw_fingerprint(raw))
+        try:
+            outcome = self.detector.process(state, verdict, self.clock(), raw_fingerprint(raw))
+        except Exception:
+            self._states.forget(patient_key)  # it may have been changed halfway
+            raise
         if outcome.disposition != "accepted":
             self.metrics.duplicates_ignored.labels(kind=outcome.disposition).inc()
             self.metrics.processing_seconds.observe(time.perf_counter() - started)
             return []
-        self.table[patient_key] = dump_state(outcome.state)
+        dumped = dump_state(outcome.state)
+        self.table[patient_key] = dumped
+        self._states.put(patient_key, dumped, outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
         self.metrics.move_episodes(before, _open_grades(outcome.state))

@@ -136,3 +136,25 @@ def test_published_alerts_feed_the_latency_histogram(processor: ResultProcessor)
         )
         == 1
     )
+
+
+def test_cached_state_is_not_used_once_the_table_changed_under_it() -> None:
+    table: dict[bytes, bytes] = {}
+    first = ResultProcessor(SETTINGS, Metrics(), table, clock=lambda: NOW)
+    other = ResultProcessor(SETTINGS, Metrics(), table, clock=lambda: NOW)
+    first.handle(raw("r1", 0, neutrophils=1.6), b"MRN-0042", origin(1))
+    # Another worker owned the partition for a while (a rebalance) and moved the patient on.
+    other.handle(raw("r2", 24, neutrophils=0.8), b"MRN-0042", origin(2))
+    (alert,) = first.handle(raw("r3", 48, neutrophils=0.3), b"MRN-0042", origin(3))
+    assert (alert.alert_labels, json.loads(alert.value or b"")["previous_grade"]) == (
+        ("neutropenia", "worsened", "critical"),
+        3,
+    )
+
+
+def test_state_cache_is_bounded() -> None:
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW, state_cache_size=3)
+    for i in range(10):
+        value = cbc(f"r{i}", 0, patient_id=f"P{i}", neutrophils=3.0).model_dump_json().encode()
+        processor.handle(value, f"P{i}".encode(), origin(i))
+    assert len(processor._states) == 3
