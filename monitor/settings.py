@@ -36,6 +36,13 @@ class MonitorSettings(BaseSettings):
     max_message_bytes: int = Field(default=65_536, ge=1024)
     api_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Kafka consumer-group session: a dead worker's partitions move after about 1.5x this.
+    session_timeout: float = Field(default=6.0, ge=1, le=300)
+    # The embedded Tansu broker reports a partition's end offset per record batch, not per
+    # record, so Faust's table recovery stops short of the last updates unless every record is
+    # its own batch. Needed with Tansu (the demo and tests set it); leave it off on Kafka.
+    one_record_per_batch: bool = False
+    producer_linger: float = Field(default=0.0, ge=0, le=1)
 
     ctcae_version: CtcaeVersion = "5.0"
     page_grade: int = Field(default=3, ge=1, le=4)

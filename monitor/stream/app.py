@@ -43,6 +43,12 @@ def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_interval": 1.0,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": min(1.0, settings.session_timeout / 3),
+        "broker_rebalance_timeout": settings.session_timeout,
+        "producer_linger": settings.producer_linger,
+        # Faust's producer batch size is in bytes: 1 puts every record in a batch of its own.
+        **({"producer_max_batch_size": 1} if settings.one_record_per_batch else {}),
         "autodiscover": False,
         "web_in_thread": False,
     }
