@@ -43,6 +43,8 @@ class MonitorSettings(BaseSettings):
     # its own batch. Needed with Tansu (the demo and tests set it); leave it off on Kafka.
     one_record_per_batch: bool = False
     producer_linger: float = Field(default=0.0, ge=0, le=1)
+    # How long a fetch may wait for records (monitor.stream.transport explains the default).
+    fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
 
     ctcae_version: CtcaeVersion = "5.0"
     page_grade: int = Field(default=3, ge=1, le=4)

@@ -20,6 +20,7 @@ from monitor.history import load_state
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
 from monitor.stream.processor import Origin, ResultProcessor, Send
+from monitor.stream.transport import MonitorFaustApp
 
 log = logging.getLogger("monitor.worker")
 
@@ -66,7 +67,8 @@ class MonitorApp:
     def __init__(self, settings: MonitorSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.app = faust.App(settings.app_id, **faust_settings(settings))
+        self.app = MonitorFaustApp(settings.app_id, **faust_settings(settings))
+        self.app.fetch_max_wait_ms = settings.fetch_max_wait_ms
         raw: dict[str, Any] = {
             "key_type": bytes,
             "value_type": bytes,
