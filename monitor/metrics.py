@@ -97,29 +97,30 @@ class Metrics:
         for kind in ("duplicate", "stale"):
             self.duplicates_ignored.labels(kind=kind)
         self._episodes: TallyCounter[tuple[str, int]] = TallyCounter()
+        self.set_episodes(TallyCounter())
 
     def set_episodes(self, tally: TallyCounter[tuple[str, int]]) -> None:
         """Publish open-episode counts; every (condition, grade) pair is always exported."""
         self._episodes = tally
         for condition in Condition:
             for grade in range(1, 5):
-                self.active_episodes.labels(condition=condition.value, grade=str(grade)).set(
-                    tally.get((condition.value, grade), 0)
-                )
+                self._publish_episodes(condition.value, grade)
+
+    def _publish_episodes(self, condition: str, grade: int) -> None:
+        self.active_episodes.labels(condition=condition, grade=str(grade)).set(
+            self._episodes.get((condition, grade), 0)
+        )
 
     def move_episodes(self, before: dict[str, int], after: dict[str, int]) -> None:
         """Apply one patient's change of open episodes (condition -> grade) to the gauges."""
-        changed = False
         for condition, grade in before.items():
             if after.get(condition) != grade:
                 self._episodes[(condition, grade)] -= 1
-                changed = True
+                self._publish_episodes(condition, grade)
         for condition, grade in after.items():
             if before.get(condition) != grade:
                 self._episodes[(condition, grade)] += 1
-                changed = True
-        if changed:
-            self.set_episodes(self._episodes)
+                self._publish_episodes(condition, grade)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

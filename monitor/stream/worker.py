@@ -14,6 +14,15 @@ from monitor.settings import MonitorSettings, describe_settings_error
 
 log = logging.getLogger("monitor.worker")
 
+# Libraries that log whole messages (keys and values: patient data) at DEBUG.
+PAYLOAD_LOGGERS = ("aiokafka", "faust.topics", "faust.transport")
+
+
+def quiet_payload_loggers(level: int) -> None:
+    """Keep message-logging libraries at INFO or above, whatever level the operator asks for."""
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, level))
+
 
 def load_settings() -> MonitorSettings:
     """Settings from the environment; a wrong one ends the process with its name (exit 2)."""
@@ -29,6 +38,13 @@ def run_worker(settings: MonitorSettings) -> int:
     from faust.worker import Worker
 
     from monitor.stream.app import MonitorApp
+
+    class MonitorWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            # Faust's terminal spinner lowers the root logger to DEBUG to spin on every record,
+            # which builds records (with message payloads) on every send. No spinner here.
+            self.spinner = None
+            quiet_payload_loggers(level)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     monitor = MonitorApp(settings)
@@ -47,7 +63,7 @@ def run_worker(settings: MonitorSettings) -> int:
     except (BrokerError, TimeoutError, OSError) as exc:
         print(f"cbc-monitor worker: cannot prepare topics on {bootstrap}: {exc}", file=sys.stderr)
         return 1
-    worker = Worker(
+    worker = MonitorWorker(
         monitor.app,
         loop=loop,
         loglevel=settings.log_level,
