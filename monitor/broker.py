@@ -64,6 +64,7 @@ __all__ = [
     "TopicMismatchError",
     "broker_command",
     "create_topics",
+    "die_with_parent_hook",
     "find_free_port",
     "run_foreground",
     "tansu_binary",
@@ -174,7 +175,7 @@ def broker_command(
     ]
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
+def die_with_parent_hook() -> Callable[[], None] | None:
     """Return a ``preexec_fn`` that makes the child receive SIGKILL when its parent dies.
 
     Linux only (``prctl(PR_SET_PDEATHSIG)``); ``None`` elsewhere. libc is resolved here, in
@@ -213,7 +214,7 @@ def _spawn(
         stderr=subprocess.STDOUT if stdout is not None else None,
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent_hook(),
+        preexec_fn=die_with_parent_hook(),
         close_fds=True,
     )
 

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from monitor.broker import find_free_port
+from monitor.broker import die_with_parent_hook, find_free_port
 
 
 class WorkerProcess:
@@ -59,12 +59,16 @@ class WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
+        # Its own process group (so stop/kill reach its children) and SIGKILL when this process
+        # dies, however it dies: no worker outlives the demo or a failed test.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker"],
             env=self.env(),
+            stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent_hook(),
         )
         return self
 
