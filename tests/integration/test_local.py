@@ -10,15 +10,17 @@ import time
 
 import pytest
 
+from monitor.broker import EmbeddedBroker
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 _CHILD_STARTS_WORKER = """
 import sys, tempfile
 from pathlib import Path
 from monitor.local import WorkerProcess
-# No broker there: the worker keeps trying to reach it, which is all this test needs.
-worker = WorkerProcess("orphan", "kafka://127.0.0.1:9", Path(tempfile.mkdtemp()) / "data")
+worker = WorkerProcess("orphan", sys.argv[1], Path(tempfile.mkdtemp()) / "data")
 worker.start()
+worker.wait_ready()
 print(worker.proc.pid, flush=True)
 sys.stdin.readline()
 """
@@ -33,9 +35,9 @@ def _alive(pid: int) -> bool:
         return stat.read().split(")")[1].split()[0] != "Z"
 
 
-def test_a_worker_dies_with_its_parent_even_on_sigkill() -> None:
+def test_a_worker_dies_with_its_parent_even_on_sigkill(broker: EmbeddedBroker) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", _CHILD_STARTS_WORKER],
+        [sys.executable, "-c", _CHILD_STARTS_WORKER, broker.url],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -44,6 +46,8 @@ def test_a_worker_dies_with_its_parent_even_on_sigkill() -> None:
     worker_pid = int(parent.stdout.readline())
     try:
         assert _alive(worker_pid)
+        time.sleep(1)
+        assert _alive(worker_pid), "the worker stopped by itself: nothing would be tested"
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         deadline = time.monotonic() + 10
