@@ -52,6 +52,7 @@ from monitor.history import (
     PatientState,
     Reading,
     entry_from_result,
+    merge_part,
 )
 from monitor.model import CBCResult
 from monitor.units import CANONICAL_UNIT, from_canonical, to_canonical
@@ -160,8 +161,12 @@ class Detector:
                 return Outcome(state, (), "duplicate")
             if STATUS_RANK[entry.status] < STATUS_RANK[previous.status]:
                 return Outcome(state, (), "stale")
+            if result.partial:
+                entry = merge_part(previous, entry)
+                if (entry.readings, entry.status) == (previous.readings, previous.status):
+                    return Outcome(state, (), "duplicate")  # a part already merged in
             del state.history[index]
-            touched |= set(previous.readings)
+            touched = set(entry.readings) | set(previous.readings)
         self._update_context(state, result, entry)
         state.insert(entry)
         state.prune(self._max_age_s, self.settings.history_max_results)

@@ -143,6 +143,45 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
             component.unit,
             component.lln,
         )
+    chemo = result.context.last_chemo_at
+    return with_wire(
+        Entry(
+            result_id=result.result_id,
+            collected_at=result.collected_at.timestamp(),
+            status=result.status,
+            fingerprint=content_hash or fingerprint(result),
+            sex=result.sex.value if result.sex is not None else None,
+            readings=with_derived(readings),
+            last_chemo_at=chemo.timestamp() if chemo is not None else None,
+        )
+    )
+
+
+def merge_part(previous: Entry, part: Entry) -> Entry:
+    """One specimen's result put together from parts sent separately (FHIR Observations).
+
+    Measured values of the later part win; counts derived from a differential are derived
+    again from the merged values; the status is the more authoritative of the two.
+    """
+    readings = {a: r for a, r in previous.readings.items() if not r.derived}
+    readings.update({a: r for a, r in part.readings.items() if not r.derived})
+    status = max(previous.status, part.status, key=STATUS_RANK.__getitem__)
+    digest = hashlib.blake2b(
+        (previous.fingerprint + part.fingerprint).encode(), digest_size=8
+    ).hexdigest()
+    return with_wire(
+        previous._replace(
+            status=status,
+            fingerprint=digest,
+            sex=part.sex or previous.sex,
+            readings=with_derived(readings),
+            last_chemo_at=part.last_chemo_at or previous.last_chemo_at,
+        )
+    )
+
+
+def with_derived(readings: dict[Analyte, Reading]) -> dict[Analyte, Reading]:
+    """Add ANC and ALC derived from WBC and a percent differential when not counted."""
     wbc = readings.get(Analyte.WBC)
     if wbc is not None:
         if Analyte.NEUTROPHILS not in readings and Analyte.NEUTROPHILS_PCT in readings:
@@ -158,18 +197,7 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
             readings[Analyte.LYMPHOCYTES] = Reading(
                 alc, alc, CANONICAL_UNIT[Analyte.LYMPHOCYTES], None, derived=True
             )
-    chemo = result.context.last_chemo_at
-    return with_wire(
-        Entry(
-            result_id=result.result_id,
-            collected_at=result.collected_at.timestamp(),
-            status=result.status,
-            fingerprint=content_hash or fingerprint(result),
-            sex=result.sex.value if result.sex is not None else None,
-            readings=readings,
-            last_chemo_at=chemo.timestamp() if chemo is not None else None,
-        )
-    )
+    return readings
 
 
 def with_wire(entry: Entry) -> Entry:

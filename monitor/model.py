@@ -77,6 +77,9 @@ class CBCResult(BaseModel):
     sex: Sex | None = None
     components: dict[Analyte, Component] = Field(default_factory=dict)
     context: ResultContext = Field(default_factory=ResultContext)
+    # Only some of the specimen's components (FHIR sends Observations one at a time): merged
+    # into what is known of the same result_id instead of replacing it.
+    partial: bool = False
 
     @field_validator("components")
     @classmethod

@@ -8,6 +8,7 @@ import pytest
 
 from monitor.detector import Detector, DetectorSettings
 from monitor.history import dump_state, load_state
+from monitor.model import CBCResult
 from tests.builders import NOW, T0, cbc, events, replay
 
 DAY = 24.0
@@ -442,3 +443,46 @@ def test_state_survives_serialization() -> None:
     assert [a.alert_id for a in detector.process(restored, follow_up, NOW).alerts] == [
         a.alert_id for a in detector.process(state, follow_up, NOW).alerts
     ]
+
+
+# --- results sent in parts (FHIR Observations one at a time) ----------------------------------
+
+
+def part(result_id: str, hours: float, **values: float) -> CBCResult:
+    return cbc(result_id, hours, **values).model_copy(update={"partial": True})
+
+
+def test_parts_of_one_specimen_merge_into_one_result() -> None:
+    detector = Detector()
+    state, alerts, _ = replay(
+        [
+            part("spec-1", 0, wbc=2.5),
+            part("spec-1", 0, platelets=40),
+            part("spec-1", 0, hemoglobin=9.0),
+        ],
+        detector,
+    )
+    assert [e.result_id for e in state.history] == ["spec-1"]
+    assert set(state.history[0].readings) == {"wbc", "platelets", "hemoglobin"}
+    assert ("pancytopenia", "new", 3) in events(alerts)
+
+
+def test_a_later_part_can_complete_a_derived_count() -> None:
+    _, alerts, _ = replay([part("spec-1", 0, wbc=2.0), part("spec-1", 0, neutrophils_pct=30)])
+    neutro = [a for a in alerts if a.condition == "neutropenia"]
+    assert [(a.event, a.value, a.derived) for a in neutro] == [("new", 0.6, True)]
+
+
+def test_a_repeated_part_is_a_duplicate() -> None:
+    detector = Detector()
+    state, _, _ = replay([part("spec-1", 0, wbc=2.5), part("spec-1", 0, platelets=40)], detector)
+    outcome = detector.process(state, part("spec-1", 0, wbc=2.5), NOW)
+    assert outcome.disposition == "duplicate"
+    assert outcome.alerts == ()
+
+
+def test_a_whole_result_still_replaces_rather_than_merges() -> None:
+    state, _, _ = replay(
+        [cbc("r1", 0, wbc=2.5, platelets=40), cbc("r1", 0, wbc=5.0, status="corrected")]
+    )
+    assert set(state.history[0].readings) == {"wbc"}
