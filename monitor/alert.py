@@ -79,5 +79,6 @@ class Alert(BaseModel):
     in_nadir_window: bool | None = None
     specimen_suspect: str | None = None
     ward: str | None = None
+    temperature_c: float | None = None  # the fever behind a febrile neutropenia alert
     components: dict[str, LineValue] | None = None
     summary: str

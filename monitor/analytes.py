@@ -33,6 +33,7 @@ class Condition(StrEnum):
     LYMPHOPENIA = "lymphopenia"
     THROMBOCYTOPENIA = "thrombocytopenia"
     PANCYTOPENIA = "pancytopenia"
+    FEBRILE_NEUTROPENIA = "febrile_neutropenia"
 
 
 class Sex(StrEnum):

@@ -23,11 +23,13 @@ def specimen_suspect(
     history: list[Entry],
     window_s: float,
     limits: dict[Analyte, float] = DELTA_LIMITS,
+    explained_rises: frozenset[Analyte] = frozenset(),
 ) -> str | None:
     """Why ``entry`` looks like another patient's specimen, or None.
 
     Compares each limited analyte with the most recent earlier result that has it, if that one
-    was collected within ``window_s`` before. The reason names analytes and sizes, never the
+    was collected within ``window_s`` before. A rise of an analyte in ``explained_rises`` (a
+    transfusion shortly before) is not suspect. The reason names analytes and sizes, never the
     patient.
     """
     reasons: list[str] = []
@@ -44,7 +46,7 @@ def specimen_suspect(
             if before is None:
                 continue
             change = reading.value - before.value
-            if abs(change) > limit:
+            if abs(change) > limit and not (change > 0 and analyte in explained_rises):
                 hours = (entry.collected_at - previous.collected_at) / 3600
                 reasons.append(
                     f"{analyte.value} changed by {change:+.1f} within {hours:.0f} h "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,6 +42,13 @@ from monitor.analytes import (
     Analyte,
     Condition,
     Sex,
+)
+from monitor.context import (
+    FEBRILE_ANC_BELOW,
+    FEBRILE_NEUTROPENIA_GRADE,
+    Treatment,
+    VitalSign,
+    has_fever,
 )
 from monitor.delta import DELTA_LIMITS, specimen_suspect
 from monitor.grading import CTCAE, CtcaeVersion, GradeScale, grade_with_scale
@@ -75,6 +82,10 @@ class DetectorSettings(BaseModel):
     pancytopenia_window_hours: float = Field(default=72, gt=0)
     nadir_window_days: tuple[int, int] = (7, 14)
     delta_window_hours: float = Field(default=24, gt=0)
+    # How close in time the fever and the low ANC must be (CLINICAL.md s.2, "close in time").
+    febrile_window_hours: float = Field(default=24, gt=0)
+    # A transfusion this long before a rise explains it (CLINICAL.md s.4).
+    transfusion_explains_hours: float = Field(default=24, gt=0)
     default_lln: dict[Analyte, dict[Sex, float]] = Field(default_factory=lambda: DEFAULT_LLN)
     delta_limits: dict[Analyte, float] = Field(default_factory=lambda: DELTA_LIMITS)
 
@@ -104,6 +115,16 @@ class _Graded:
     lln: float | None  # canonical
     lln_source: LlnSource | None
     lines: dict[str, _Graded] | None = None
+    temperature: float | None = None
+
+
+class Trigger(NamedTuple):
+    """What an alert answers to: the message that caused it, and the result it is about."""
+
+    patient_id: str
+    source_id: str  # result id, or the vital sign's observation id
+    result_id: str
+    collected_at: datetime
 
 
 _CONDITION_ANALYTES: dict[Condition, frozenset[Analyte]] = {
@@ -115,7 +136,14 @@ _CONDITION_ANALYTES: dict[Condition, frozenset[Analyte]] = {
     Condition.PANCYTOPENIA: frozenset(
         {Analyte.HEMOGLOBIN, Analyte.RBC, Analyte.WBC, Analyte.PLATELETS}
     ),
+    Condition.FEBRILE_NEUTROPENIA: frozenset({Analyte.NEUTROPHILS}),
 }
+# What a transfusion is expected to raise within a day (CLINICAL.md s.4, delta checks).
+_TRANSFUSION_RAISES: dict[str, frozenset[Analyte]] = {
+    "rbc_transfusion": frozenset({Analyte.HEMOGLOBIN, Analyte.MCV}),
+    "platelet_transfusion": frozenset({Analyte.PLATELETS}),
+}
+_TEMPERATURES_KEPT_S = 7 * DAY_S
 _ANALYTE_OF: dict[Condition, Analyte] = {c: a for a, c in CONDITION_OF.items()}
 _LINES: tuple[tuple[str, frozenset[Analyte]], ...] = tuple(
     zip(
@@ -132,6 +160,8 @@ class Detector:
         self._max_age_s = self.settings.history_max_days * DAY_S
         self._pancy_window_s = self.settings.pancytopenia_window_hours * HOUR_S
         self._delta_window_s = self.settings.delta_window_hours * HOUR_S
+        self._febrile_window_s = self.settings.febrile_window_hours * HOUR_S
+        self._transfusion_s = self.settings.transfusion_explains_hours * HOUR_S
         # Grades of (result id, analyte) within one call: pancytopenia re-reads the lines the
         # single-analyte conditions just graded. Cleared on every call, so never stale.
         self._memo: dict[tuple[str, Analyte], _Graded | None] = {}
@@ -185,13 +215,60 @@ class Detector:
                 continue
             if not suspect_checked:
                 suspect = specimen_suspect(
-                    entry, state.history, self._delta_window_s, self.settings.delta_limits
+                    entry,
+                    state.history,
+                    self._delta_window_s,
+                    self.settings.delta_limits,
+                    self._explained_rises(state, entry),
                 )
                 suspect_checked = True
-            alert = self._transition(state, condition, graded, result, entry, emitted_at, suspect)
+            trigger = Trigger(
+                result.patient_id, entry.result_id, entry.result_id, result.collected_at
+            )
+            alert = self._transition(state, condition, graded, trigger, entry, emitted_at, suspect)
             if alert is not None:
                 alerts.append(alert)
         return Outcome(state, tuple(alerts), "accepted")
+
+    def process_vital(
+        self, state: PatientState | None, vital: VitalSign, now: datetime | None = None
+    ) -> Outcome:
+        """Record a temperature; it can start or end a febrile neutropenia."""
+        state = state if state is not None else PatientState()
+        added = state.add_temperature(
+            vital.measured_at.timestamp(), vital.celsius, vital.observation_id, _TEMPERATURES_KEPT_S
+        )
+        if not added:
+            return Outcome(state, (), "duplicate")
+        self._memo.clear()
+        graded = self._evaluate(state, Condition.FEBRILE_NEUTROPENIA)
+        if graded is None:
+            return Outcome(state, (), "accepted")
+        anc = graded.entry
+        trigger = Trigger(
+            vital.patient_id,
+            vital.observation_id,
+            anc.result_id,
+            datetime.fromtimestamp(anc.collected_at, UTC),
+        )
+        alert = self._transition(
+            state,
+            Condition.FEBRILE_NEUTROPENIA,
+            graded,
+            trigger,
+            anc,
+            now or datetime.now(UTC),
+            None,
+        )
+        return Outcome(state, (alert,) if alert is not None else (), "accepted")
+
+    def process_treatment(self, state: PatientState | None, treatment: Treatment) -> Outcome:
+        """Record a treatment: chemotherapy dates the nadir, a transfusion explains a rise."""
+        state = state if state is not None else PatientState()
+        added = state.add_dose(
+            treatment.given_at.timestamp(), treatment.kind, treatment.event_id, self._max_age_s
+        )
+        return Outcome(state, (), "accepted" if added else "duplicate")
 
     def current_grades(self, state: PatientState) -> dict[Condition, int | None]:
         """Every condition's grade as the history stands now (for inspection and tests)."""
@@ -207,6 +284,8 @@ class Detector:
     def _evaluate(self, state: PatientState, condition: Condition) -> _Graded | None:
         if condition is Condition.PANCYTOPENIA:
             return self._evaluate_pancytopenia(state)
+        if condition is Condition.FEBRILE_NEUTROPENIA:
+            return self._evaluate_febrile_neutropenia(state)
         analytes = _CONDITION_ANALYTES[condition]
         for entry in reversed(state.history):
             if entry.alertable and not analytes.isdisjoint(entry.readings):
@@ -214,6 +293,34 @@ class Detector:
                     return self._grade_red_line(state, entry)
                 return self._grade_reading(state, entry, _ANALYTE_OF[condition])
         return None
+
+    def _evaluate_febrile_neutropenia(self, state: PatientState) -> _Graded | None:
+        """On the latest ANC: below 1.0 with a fever close in time is grade 3, else none."""
+        for entry in reversed(state.history):
+            reading = entry.readings.get(Analyte.NEUTROPHILS)
+            if reading is None or not entry.alertable:
+                continue
+            if reading.value >= FEBRILE_ANC_BELOW:
+                return _Graded(0, entry, Analyte.NEUTROPHILS, reading, None, None)
+            near = [
+                (at, celsius)
+                for at, celsius, _ in state.temperatures
+                if abs(at - entry.collected_at) <= self._febrile_window_s
+            ]
+            fever = has_fever(near)
+            grade_ = FEBRILE_NEUTROPENIA_GRADE if fever is not None else 0
+            return _Graded(
+                grade_, entry, Analyte.NEUTROPHILS, reading, None, None, temperature=fever
+            )
+        return None
+
+    def _explained_rises(self, state: PatientState, entry: Entry) -> frozenset[Analyte]:
+        """Analytes a transfusion shortly before this specimen is expected to have raised."""
+        explained: set[Analyte] = set()
+        for given_at, kind, _ in state.doses:
+            if 0 <= entry.collected_at - given_at <= self._transfusion_s:
+                explained |= _TRANSFUSION_RAISES.get(kind, frozenset())
+        return frozenset(explained)
 
     def _evaluate_pancytopenia(self, state: PatientState) -> _Graded | None:
         """Pancytopenia as of the latest window in which all three lines can be judged.
@@ -330,7 +437,7 @@ class Detector:
         state: PatientState,
         condition: Condition,
         graded: _Graded,
-        result: CBCResult,
+        trigger: Trigger,
         entry: Entry,
         emitted_at: datetime,
         suspect: str | None,
@@ -348,7 +455,7 @@ class Detector:
                 grade=new,
                 number=number,
                 dedup_key=make_dedup_key(
-                    result.patient_id, condition.value, number, entry.result_id
+                    trigger.patient_id, condition.value, number, trigger.source_id
                 ),
                 opened_at=entry.collected_at,
                 changed_at=entry.collected_at,
@@ -363,7 +470,7 @@ class Detector:
             episode.changed_at = entry.collected_at
         return self._alert(
             state, condition, event, graded, current, episode, previous_changed_at,
-            result, entry, emitted_at, suspect,
+            trigger, entry, emitted_at, suspect,
         )  # fmt: skip
 
     def _alert(
@@ -375,7 +482,7 @@ class Detector:
         previous_grade: int,
         episode: Episode,
         previous_changed_at: float,
-        result: CBCResult,
+        trigger: Trigger,
         entry: Entry,
         emitted_at: datetime,
         suspect: str | None,
@@ -391,7 +498,7 @@ class Detector:
         days, in_nadir = self._chemo_context(state, entry)
         reported_grade = graded.grade if event != "resolved" else 0
         return Alert(
-            alert_id=make_alert_id(episode.dedup_key, event, reported_grade, entry.result_id),
+            alert_id=make_alert_id(episode.dedup_key, event, reported_grade, trigger.source_id),
             dedup_key=episode.dedup_key,
             event=event,
             condition=condition.value,
@@ -400,9 +507,9 @@ class Detector:
             severity=severity_of(event, max(reported_grade, 1)),
             page=event in ("new", "worsened") and reported_grade >= self.settings.page_grade,
             ctcae_version=version,
-            patient_id=result.patient_id,
-            result_id=entry.result_id,
-            collected_at=result.collected_at,
+            patient_id=trigger.patient_id,
+            result_id=trigger.result_id,
+            collected_at=trigger.collected_at,
             emitted_at=emitted_at,
             value=value,
             unit=unit,
@@ -415,6 +522,7 @@ class Detector:
             in_nadir_window=in_nadir,
             specimen_suspect=suspect,
             ward=state.ward,
+            temperature_c=graded.temperature,
             components=(
                 {name: _line_value(g) for name, g in graded.lines.items()}
                 if graded.lines is not None
@@ -440,11 +548,13 @@ class Detector:
         return None
 
     def _chemo_context(self, state: PatientState, entry: Entry) -> tuple[int | None, bool | None]:
-        dose_at = entry.last_chemo_at
-        if dose_at is None and state.last_chemo_at is not None:
-            dose_at = state.last_chemo_at
-        if dose_at is None or dose_at > entry.collected_at:
+        """Days from the last chemotherapy dose before this specimen, and whether in the nadir."""
+        known = [entry.last_chemo_at, state.last_chemo_at]
+        known += [at for at, kind, _ in state.doses if kind == "chemotherapy"]
+        before = [at for at in known if at is not None and at <= entry.collected_at]
+        if not before:
             return None, None
+        dose_at = max(before)
         days = int((entry.collected_at - dose_at) // DAY_S)
         first, last = self.settings.nadir_window_days
         return days, first <= days <= last
@@ -468,11 +578,13 @@ class Detector:
             )
         elif graded.reading is not None and graded.analyte is not None:
             values = _format_value(graded.analyte, graded.reading.value, graded.reading.derived)
+            if graded.temperature is not None:
+                values += f", temperature {graded.temperature:.1f} C"
         else:
             values = "latest counts"
         since = datetime.fromtimestamp(previous_changed_at, UTC).date().isoformat()
         version = f"CTCAE v{self.settings.ctcae_version}"
-        name = condition.value
+        name = condition.value.replace("_", " ")
         finding = f"{values}: grade {graded.grade} {name} ({version})"
         if event == "new":
             text = f"{finding}, new"

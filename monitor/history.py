@@ -75,6 +75,20 @@ class PatientState:
     ward_at: float | None = None
     lln_overrides: dict[Analyte, float] = field(default_factory=dict)  # canonical unit
     overrides_at: float | None = None
+    # From the context feeds, each ordered by time: (given_at, kind, event id) and
+    # (measured_at, Celsius, observation id).
+    doses: list[tuple[float, str, str]] = field(default_factory=list)
+    temperatures: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def add_dose(self, given_at: float, kind: str, event_id: str, keep_s: float) -> bool:
+        """Record a treatment; False if it was already known (a redelivery)."""
+        return _add_event(self.doses, (given_at, kind, event_id), keep_s, 200)
+
+    def add_temperature(
+        self, measured_at: float, celsius: float, observation_id: str, keep_s: float
+    ) -> bool:
+        """Record a temperature; False if it was already known (a redelivery)."""
+        return _add_event(self.temperatures, (measured_at, celsius, observation_id), keep_s, 500)
 
     def find(self, result_id: str) -> int | None:
         for i in range(len(self.history) - 1, -1, -1):
@@ -96,6 +110,17 @@ class PatientState:
 
     def open_episodes(self) -> dict[str, Episode]:
         return {c: e for c, e in self.episodes.items() if e.grade >= 1}
+
+
+def _add_event(
+    events: list[Any], event: tuple[float, Any, str], keep_s: float, keep_n: int
+) -> bool:
+    if any(e[2] == event[2] for e in events):
+        return False
+    bisect.insort(events, event)
+    cutoff = events[-1][0] - keep_s
+    events[:] = [e for e in events if e[0] >= cutoff][-keep_n:]
+    return True
 
 
 def fingerprint(result: CBCResult) -> str:
@@ -222,6 +247,8 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
         "c": state.last_chemo_at,
         "w": [state.ward, state.ward_at],
         "o": [{a.value: v for a, v in state.lln_overrides.items()}, state.overrides_at],
+        "t": state.doses,
+        "f": state.temperatures,
     }
 
 
@@ -261,6 +288,8 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         ward_at=data["w"][1],
         lln_overrides={Analyte(a): v for a, v in overrides.items()},
         overrides_at=overrides_at,
+        doses=[(d[0], d[1], d[2]) for d in data.get("t", [])],
+        temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
     )
 
 
