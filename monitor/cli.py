@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from monitor.intake import Rejected, validate_message
 from monitor.kafka_io import bootstrap_of, follow, publish
 from monitor.model import describe_validation_error, parse_result
 from monitor.render import format_alert
-from monitor.replay import replay_values
+from monitor.replay import replay_messages, replay_values
 from monitor.settings import MonitorSettings, describe_settings_error
 
 
@@ -37,10 +39,8 @@ def cmd_demo_offline(args: argparse.Namespace) -> int:
 
     messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
     detector = Detector(DetectorSettings(ctcae_version=args.ctcae_version))
-    report = replay_values(
-        (m.value for m in messages),
-        detector,
-        on_alert=lambda alert: print(format_alert(alert)),
+    report = replay_messages(
+        messages, detector=detector, on_alert=lambda alert: print(format_alert(alert))
     )
     _print_summary(report.alerts, report.results, sum(report.invalid.values()))
     for reason, count in report.invalid.most_common(10):
@@ -100,54 +100,90 @@ def _settings_or_exit() -> MonitorSettings:
         raise SystemExit(2) from None
 
 
+def split_messages(data: bytes, fmt: str) -> list[tuple[str, bytes]]:
+    """(position, message) pairs: HL7 v2 messages start at each MSH segment; FHIR is one JSON
+    document or JSON lines; the other formats are JSON lines."""
+    if fmt == "hl7v2":
+        text = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+        starts = [m.start() for m in re.finditer(rb"(?:^|\r)MSH\|", text)]
+        chunks = [
+            text[a:b].strip(b"\r") for a, b in zip(starts, [*starts[1:], len(text)], strict=True)
+        ]
+        return [(f"message {i}", c) for i, c in enumerate(chunks, start=1) if c]
+    if fmt == "fhir":
+        try:
+            json.loads(data)
+        except ValueError:
+            pass
+        else:
+            return [("document", data)]
+    return [
+        (f"line {number}", line)
+        for number, line in enumerate(data.splitlines(), start=1)
+        if line.strip()
+    ]
+
+
+_FORMAT_TOPIC = {
+    "json": "results_topic",
+    "hl7v2": "hl7v2_topic",
+    "fhir": "fhir_topic",
+    "treatments": "treatments_topic",
+    "vitals": "vitals_topic",
+}
+
+
 def cmd_send(args: argparse.Namespace) -> int:
-    """Publish a JSON-lines file of results, keyed by patient; nothing is sent if a line is bad."""
+    """Publish a file of messages to its feed's topic, keyed by patient; all or nothing."""
+    from monitor.stream.processor import feeds_of
+
     settings = _settings_or_exit()
     path = Path(args.file)
     try:
-        lines = path.read_bytes().splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         print(f"cbc-monitor: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
+    topic = getattr(settings, _FORMAT_TOPIC[args.format])
+    feed = feeds_of(settings)[topic]
     messages: list[tuple[bytes | None, bytes]] = []
     errors = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        verdict = validate_message(line, settings.max_message_bytes)
+    for position, message in split_messages(data, args.format):
+        verdict = validate_message(message, settings.max_message_bytes, feed.parse)
         if isinstance(verdict, Rejected):
             errors += 1
-            print(f"{path}:{number}: {verdict.reason}", file=sys.stderr)
+            print(f"{path}: {position}: {verdict.reason}", file=sys.stderr)
             continue
-        messages.append((verdict.patient_id.encode(), line))
+        first = verdict[0] if isinstance(verdict, list) else verdict
+        messages.append((first.patient_id.encode(), message))
     if errors:
-        print(f"cbc-monitor: {errors} invalid line(s) in {path}; nothing sent", file=sys.stderr)
+        print(f"cbc-monitor: {errors} invalid entries in {path}; nothing sent", file=sys.stderr)
         return 1
-    sent = asyncio.run(publish(bootstrap_of(settings.broker_url), settings.results_topic, messages))
-    print(f"sent {sent} results to {settings.results_topic}", file=sys.stderr)
+    if not messages:
+        print(f"cbc-monitor: no messages in {path}", file=sys.stderr)
+        return 1
+    sent = asyncio.run(publish(bootstrap_of(settings.broker_url), topic, messages))
+    print(f"sent {sent} messages to {topic}", file=sys.stderr)
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Publish a simulated cohort (malformed messages, redeliveries and late results included)."""
+    from monitor.demo import publish_messages
     from monitor.simulator import CohortSpec, simulate_cohort
 
     settings = _settings_or_exit()
     messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
     if args.expected:
-        expected = replay_values([m.value for m in messages], Detector(settings.detector))
+        expected = replay_messages(messages, settings)
         with Path(args.expected).open("w") as out:
             for alert in expected.alerts:
                 out.write(alert.model_dump_json(exclude={"emitted_at"}) + "\n")
     sent = asyncio.run(
-        publish(
-            bootstrap_of(settings.broker_url),
-            settings.results_topic,
-            ((m.key, m.value) for m in messages),
-            rate=args.rate,
-        )
+        publish_messages(bootstrap_of(settings.broker_url), settings, messages, rate=args.rate)
     )
-    print(f"sent {sent} messages to {settings.results_topic}", file=sys.stderr)
+    for feed, count in sorted(sent.items()):
+        print(f"sent {count} {feed} messages", file=sys.stderr)
     return 0
 
 
@@ -218,8 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, default=9092)
     broker.set_defaults(func=cmd_broker)
 
-    send = sub.add_parser("send", help="publish a JSON-lines file of results")
+    send = sub.add_parser("send", help="publish a file of messages to its feed's topic")
     send.add_argument("file")
+    send.add_argument(
+        "--format",
+        choices=sorted(_FORMAT_TOPIC),
+        default="json",
+        help="json: canonical results (JSON lines); hl7v2: ORU^R01 messages; fhir: a FHIR "
+        "resource or bundle, or JSON lines of them; treatments, vitals: JSON lines",
+    )
     send.set_defaults(func=cmd_send)
 
     simulate = sub.add_parser("simulate", help="publish a simulated chemotherapy cohort")

@@ -1,40 +1,74 @@
 """The main job on one machine: embedded broker, two workers, a simulated cohort, live alerts.
 
-Every alert is printed as it arrives on the alert topic; at the end a summary compares what was
-published with what the cohort should produce, and the run fails if any expected alert is
-missing.
+The cohort speaks every feed the worker reads: canonical JSON, HL7 v2 and FHIR results (each
+patient's lab in one format), chemotherapy doses and temperatures. Each message goes to its
+feed's topic, keyed by patient, in the order the simulator lists them. Every alert is printed as
+it arrives on the alert topic; at the end a summary compares what was published with what the
+cohort should produce (``replay_messages``), and the run fails if any expected alert is missing.
+
+Kafka keeps order only within a partition of one topic, so the service may see a patient's
+temperatures and results interleaved otherwise than the list. Febrile neutropenia pairs the two,
+so its alerts are compared by the set of patients who got a ``new`` one (reported, never a
+failure); every other alert depends on results alone and is compared by ``alert_id``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
 
 from monitor.alert import Alert
 from monitor.broker import EmbeddedBroker, create_topics
-from monitor.kafka_io import follow, header, publish
+from monitor.kafka_io import follow, header
 from monitor.local import WorkerProcess
 from monitor.render import format_alert
-from monitor.replay import replay_values
+from monitor.replay import replay_messages, topic_names
 from monitor.settings import MonitorSettings
-from monitor.simulator import CohortSpec, simulate_cohort
+from monitor.simulator import TOPICS, CohortSpec, SimMessage, simulate_cohort
+
+FEBRILE_NEUTROPENIA = "febrile_neutropenia"
+# Once every other expected alert is in, how long to wait for febrile neutropenia stragglers.
+FEBRILE_GRACE_S = 3.0
 
 
 @dataclass
 class DemoReport:
-    results: int = 0
-    expected_alerts: int = 0
+    results: int = 0  # messages published, every feed
+    expected_alerts: int = 0  # alerts the replay expects (febrile neutropenia included)
     alerts: list[Alert] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     dead_letters: Counter[str] = field(default_factory=Counter)
-    missing: int = 0
+    missing: int = 0  # expected alerts other than febrile neutropenia that never arrived
+    published: Counter[str] = field(default_factory=Counter)  # by feed (SimMessage.topic)
+    expected_dead_letters: int = 0
+    unexpected: int = 0  # alerts other than febrile neutropenia that the replay did not expect
+    expected_fn_patients: set[str] = field(default_factory=set)
+    seen_fn_patients: set[str] = field(default_factory=set)
+
+    @property
+    def missing_fn_patients(self) -> set[str]:
+        return self.expected_fn_patients - self.seen_fn_patients
+
+    @property
+    def unexpected_fn_patients(self) -> set[str]:
+        return self.seen_fn_patients - self.expected_fn_patients
+
+
+@dataclass
+class _Expected:
+    ids: set[str]  # alert ids, febrile neutropenia excepted
+    fn_patients: set[str]  # patients with a new febrile neutropenia
+    dead_letters: int
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -45,10 +79,28 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def is_new_fn(alert: Alert) -> bool:
+    return alert.condition == FEBRILE_NEUTROPENIA and alert.event == "new"
+
+
+def expected_of(messages: Iterable[SimMessage], settings: MonitorSettings) -> tuple[_Expected, int]:
+    """What the service should publish for ``messages``, and how many alerts that is in all."""
+    replay = replay_messages(messages, settings)
+    expected = _Expected(
+        ids={a.alert_id for a in replay.alerts if a.condition != FEBRILE_NEUTROPENIA},
+        fn_patients={a.patient_id for a in replay.alerts if is_new_fn(a)},
+        dead_letters=sum(replay.dead_letters.values()),
+    )
+    return expected, len({a.alert_id for a in replay.alerts})
+
+
 async def _watch(
-    bootstrap: str, settings: MonitorSettings, expected: set[str], report: DemoReport, quiet: bool
+    bootstrap: str,
+    settings: MonitorSettings,
+    report: DemoReport,
+    seen: set[str],
+    quiet: bool,
 ) -> None:
-    seen: set[str] = set()
     async for record in follow(bootstrap, [settings.alerts_topic, settings.dlq_topic]):
         if record.topic == settings.dlq_topic:
             report.dead_letters[(header(record, "dlq.code") or b"?").decode()] += 1
@@ -58,13 +110,71 @@ async def _watch(
             continue  # an at-least-once repeat: same id, dropped like any consumer would
         seen.add(alert.alert_id)
         report.alerts.append(alert)
+        if is_new_fn(alert):
+            report.seen_fn_patients.add(alert.patient_id)
         source = header(record, "monitor.source_timestamp")
         if source is not None:
             report.latencies.append(max(0.0, record.timestamp / 1000 - float(source)))
         if not quiet:
             print(format_alert(alert), flush=True)
-        if expected <= seen:
+
+
+async def publish_messages(
+    bootstrap: str,
+    settings: MonitorSettings,
+    messages: Iterable[SimMessage],
+    rate: float | None = None,
+) -> Counter[str]:
+    """Send each message to its feed's topic keyed by ``key``, in order, at most ``rate`` per
+    second, through one producer; wait for every ack. Returns the count sent per feed."""
+    topics = topic_names(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    sent: Counter[str] = Counter()
+    started = time.monotonic()
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for count, message in enumerate(messages):
+            if rate:
+                delay = started + count / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            pending.append(
+                await producer.send(topics[message.topic], message.value, key=message.key)
+            )
+            sent[message.topic] += 1
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def _until_complete(
+    report: DemoReport,
+    expected: _Expected,
+    seen: set[str],
+    watcher: asyncio.Task[None],
+    wait_s: float,
+) -> None:
+    """Until every expected alert and dead letter is in, or ``wait_s`` passes; once all but the
+    febrile neutropenia patients are in, at most FEBRILE_GRACE_S more."""
+    started = time.monotonic()
+    core_done_at: float | None = None
+    while not watcher.done():
+        now = time.monotonic()
+        core = expected.ids <= seen and sum(report.dead_letters.values()) >= expected.dead_letters
+        if core and expected.fn_patients <= report.seen_fn_patients:
             return
+        if core and core_done_at is None:
+            core_done_at = now
+        if core_done_at is not None and now - core_done_at > FEBRILE_GRACE_S:
+            return
+        if now - started > wait_s:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def run_demo_async(
@@ -72,12 +182,12 @@ async def run_demo_async(
 ) -> DemoReport:
     report = DemoReport()
     messages = simulate_cohort(spec)
-    expected_alerts = replay_values(m.value for m in messages).alerts
-    expected = {a.alert_id for a in expected_alerts}
     report.results = len(messages)
-    report.expected_alerts = len(expected)
     with tempfile.TemporaryDirectory(prefix="cbc-demo-") as tmp, EmbeddedBroker() as broker:
         settings = MonitorSettings(broker_url=broker.url)
+        expected, report.expected_alerts = expected_of(messages, settings)
+        report.expected_fn_patients = set(expected.fn_patients)
+        report.expected_dead_letters = expected.dead_letters
         root = Path(tmp)
         print(f"embedded broker on {broker.bootstrap}; starting {workers} workers...", flush=True)
         procs = [
@@ -98,24 +208,24 @@ async def run_demo_async(
                     settings.dlq_topic: settings.partitions,
                 },
             )
-            watcher = asyncio.create_task(
-                _watch(broker.bootstrap, settings, expected, report, quiet)
-            )
+            seen: set[str] = set()
+            watcher = asyncio.create_task(_watch(broker.bootstrap, settings, report, seen, quiet))
+            feeds = Counter(m.topic for m in messages)
             print(
                 f"publishing {len(messages)} messages of {spec.patients} simulated patients "
-                f"over {spec.days} days at {rate:.0f} messages/s...\n",
+                f"over {spec.days} days at {rate:.0f} messages/s "
+                f"({', '.join(f'{t} {feeds[t]}' for t in TOPICS if feeds[t])})...\n",
                 flush=True,
             )
-            await publish(
-                broker.bootstrap,
-                settings.results_topic,
-                ((m.key, m.value) for m in messages),
-                rate=rate,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher, wait_s)
-            await asyncio.sleep(1.0)  # let the last dead letters arrive
-            report.missing = len(expected - {a.alert_id for a in report.alerts})
+            report.published = await publish_messages(broker.bootstrap, settings, messages, rate)
+            try:
+                await _until_complete(report, expected, seen, watcher, wait_s)
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            others = {a.alert_id for a in report.alerts if a.condition != FEBRILE_NEUTROPENIA}
+            report.missing = len(expected.ids - others)
+            report.unexpected = len(others - expected.ids)
         finally:
             for proc in procs:
                 proc.stop()
@@ -124,16 +234,34 @@ async def run_demo_async(
 
 def print_summary(report: DemoReport) -> None:
     print()
+    published = ", ".join(f"{t} {report.published[t]:,}" for t in TOPICS if report.published[t])
+    print(f"messages published: {report.results:,} ({published})")
     print(
-        f"results published: {report.results:,}   alerts: {len(report.alerts):,} "
-        f"(expected {report.expected_alerts:,}, missing {report.missing:,})   "
-        f"dead letters: {sum(report.dead_letters.values()):,}"
+        f"alerts: {len(report.alerts):,} (expected {report.expected_alerts:,}; "
+        f"other than febrile neutropenia: missing {report.missing:,}, "
+        f"unexpected {report.unexpected:,})   "
+        f"dead letters: {sum(report.dead_letters.values()):,} "
+        f"(expected {report.expected_dead_letters:,})"
     )
     tally = Counter((a.condition, a.event, a.severity) for a in report.alerts)
     for (condition, event, severity), count in sorted(tally.items()):
-        print(f"  {condition:<16} {event:<9} {severity:<8} {count:>5,}")
+        print(f"  {condition:<19} {event:<9} {severity:<8} {count:>5,}")
     for code, count in sorted(report.dead_letters.items()):
-        print(f"  dead letter {code:<16} {count:>5,}")
+        print(f"  dead letter {code:<19} {count:>5,}")
+    with_days = sum(1 for a in report.alerts if a.days_since_chemo is not None)
+    with_nadir = sum(1 for a in report.alerts if a.in_nadir_window is not None)
+    in_nadir = sum(1 for a in report.alerts if a.in_nadir_window)
+    print(
+        f"chemotherapy context: {with_days:,} of {len(report.alerts):,} alerts carried "
+        f"days_since_chemo, {with_nadir:,} in_nadir_window ({in_nadir:,} inside the nadir window)"
+    )
+    fn_alerts = sum(1 for a in report.alerts if a.condition == FEBRILE_NEUTROPENIA)
+    print(
+        f"febrile neutropenia: {fn_alerts:,} alerts; patients with a new one: expected "
+        f"{len(report.expected_fn_patients)}, seen {len(report.seen_fn_patients)} "
+        f"(missing {len(report.missing_fn_patients)}, "
+        f"unexpected {len(report.unexpected_fn_patients)})"
+    )
     print(
         f"result-to-alert latency: p50 {percentile(report.latencies, 50) * 1000:.0f} ms, "
         f"p99 {percentile(report.latencies, 99) * 1000:.0f} ms over {len(report.latencies)} alerts"

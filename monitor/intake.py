@@ -7,11 +7,16 @@ repeat patient data: the original bytes travel as the dead letter's value, not i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from monitor.model import CBCResult, describe_validation_error, parse_result
+from monitor.adapters.errors import AdapterError
+from monitor.model import describe_validation_error, parse_result
+
+T = TypeVar("T")
 
 _ID_FIELDS = frozenset({"result_id", "patient_id"})
 
@@ -36,7 +41,12 @@ def classify(exc: ValidationError) -> str:
     return "schema"
 
 
-def validate_message(raw: bytes | None, max_bytes: int) -> CBCResult | Rejected:
+def validate_message(
+    raw: bytes | None,
+    max_bytes: int,
+    parse: Callable[[bytes], T] = parse_result,  # type: ignore[assignment]
+) -> T | Rejected:
+    """``parse(raw)``, or why the message cannot be used: it is the dead letter's reason."""
     if raw is None or not raw.strip():
         return Rejected("not_json", "message: empty value", "EmptyMessage")
     if len(raw) > max_bytes:
@@ -48,9 +58,12 @@ def validate_message(raw: bytes | None, max_bytes: int) -> CBCResult | Rejected:
     except UnicodeDecodeError:
         return Rejected("not_utf8", "message: not UTF-8 text", "UnicodeDecodeError")
     try:
-        return parse_result(raw)
+        return parse(raw)
     except ValidationError as exc:
         return Rejected(classify(exc), describe_validation_error(exc), type(exc).__name__)
+    except AdapterError as exc:
+        # Adapter messages name segments and elements, never values (see AdapterError).
+        return Rejected("unmappable", str(exc), type(exc).__name__)
 
 
 def dead_letter_headers(

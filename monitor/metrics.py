@@ -33,6 +33,7 @@ INVALID_REASONS = (
     "oversize",
     "not_utf8",
     "processing_error",
+    "unmappable",
 )
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -1,7 +1,10 @@
 """Replay a sequence of raw messages through the detector, offline (no Kafka).
 
 Used by the offline demo, the benchmark, and to compute the alerts a cohort is expected to
-produce, which the integration tests compare with what the running service publishes.
+produce, which the integration tests and the demo compare with what the running service
+publishes. ``replay_values`` takes canonical JSON results only; ``replay_messages`` takes a
+simulated cohort of every feed (JSON, HL7 v2, FHIR, treatments, vitals) and does what the
+worker would do had it seen the messages in that order.
 """
 
 from __future__ import annotations
@@ -14,18 +17,29 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from monitor.alert import Alert
-from monitor.detector import Detector
+from monitor.detector import Detector, Outcome
 from monitor.history import PatientState, raw_fingerprint
+from monitor.intake import Rejected, validate_message
 from monitor.model import describe_validation_error, parse_result
+from monitor.settings import MonitorSettings
+from monitor.simulator import SimMessage
+from monitor.stream.processor import Feed, feeds_of
 
 
 @dataclass
 class ReplayReport:
     alerts: list[Alert] = field(default_factory=list)
+    # Lab messages seen, valid or not: raw values (replay_values), or messages of the results,
+    # HL7 v2 and FHIR feeds (replay_messages).
     results: int = 0
-    dispositions: Counter[str] = field(default_factory=Counter)
+    dispositions: Counter[str] = field(default_factory=Counter)  # of CBC results
     invalid: Counter[str] = field(default_factory=Counter)  # reason -> count
     states: dict[str, PatientState] = field(default_factory=dict)
+    # replay_messages only:
+    messages: Counter[str] = field(default_factory=Counter)  # by feed (SimMessage.topic)
+    dead_letters: Counter[str] = field(default_factory=Counter)  # dead-letter code -> count
+    treatments: Counter[str] = field(default_factory=Counter)  # disposition -> count
+    vitals: Counter[str] = field(default_factory=Counter)  # disposition -> count
 
 
 def replay_values(
@@ -53,4 +67,86 @@ def replay_values(
             report.alerts.append(alert)
             if on_alert is not None:
                 on_alert(alert)
+    return report
+
+
+def topic_names(settings: MonitorSettings) -> dict[str, str]:
+    """The real topic of each logical feed a SimMessage names (``SimMessage.topic``)."""
+    return {
+        "results": settings.results_topic,
+        "hl7v2": settings.hl7v2_topic,
+        "fhir": settings.fhir_topic,
+        "treatments": settings.treatments_topic,
+        "vitals": settings.vitals_topic,
+    }
+
+
+def replay_messages(
+    messages: Iterable[SimMessage],
+    settings: MonitorSettings | None = None,
+    detector: Detector | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_alert: Callable[[Alert], None] | None = None,
+) -> ReplayReport:
+    """Every message of every feed through the worker's parsing and the detector, in order.
+
+    Each message is parsed by its feed's ``parse`` (``feeds_of(settings)``, after the same size
+    and encoding checks as the worker); a message the worker would dead-letter is counted under
+    its code in ``dead_letters`` (and its reason in ``invalid``). Results go to
+    ``Detector.process`` (an HL7 v2 or FHIR message as the canonical results it becomes, each
+    fingerprinted as the JSON the worker forwards), treatments to ``process_treatment`` and
+    temperatures to ``process_vital``, with one state per patient: what the service would do
+    if it saw every message in this order. ``detector`` defaults to one built from ``settings``.
+    """
+    settings = settings or MonitorSettings()
+    detector = detector or Detector(settings.detector)
+    feeds = feeds_of(settings)
+    by_topic: dict[str, Feed] = {
+        logical: feeds[name] for logical, name in topic_names(settings).items()
+    }
+    report = ReplayReport()
+
+    def record(patient_id: str, outcome: Outcome) -> None:
+        report.states[patient_id] = outcome.state
+        for alert in outcome.alerts:
+            report.alerts.append(alert)
+            if on_alert is not None:
+                on_alert(alert)
+
+    for message in messages:
+        feed = by_topic.get(message.topic)
+        if feed is None:
+            raise ValueError(f"unknown feed {message.topic!r}")
+        report.messages[message.topic] += 1
+        if feed.kind in ("result", "lab"):
+            report.results += 1
+        verdict = validate_message(message.value, settings.max_message_bytes, feed.parse)
+        if isinstance(verdict, Rejected):
+            report.dead_letters[verdict.code] += 1
+            report.invalid[verdict.reason] += 1
+            continue
+        if feed.kind == "treatment":
+            outcome = detector.process_treatment(report.states.get(verdict.patient_id), verdict)
+            report.treatments[outcome.disposition] += 1
+            record(verdict.patient_id, outcome)
+            continue
+        if feed.kind == "vital":
+            outcome = detector.process_vital(
+                report.states.get(verdict.patient_id), verdict, clock()
+            )
+            report.vitals[outcome.disposition] += 1
+            record(verdict.patient_id, outcome)
+            continue
+        if feed.kind == "lab":
+            # The worker forwards each result as canonical JSON and processes that.
+            forwarded = [r.model_dump_json().encode() for r in verdict]
+            pairs = [(parse_result(raw), raw) for raw in forwarded]
+        else:
+            pairs = [(verdict, message.value)]
+        for result, raw in pairs:
+            outcome = detector.process(
+                report.states.get(result.patient_id), result, clock(), raw_fingerprint(raw)
+            )
+            report.dispositions[outcome.disposition] += 1
+            record(result.patient_id, outcome)
     return report

@@ -6,12 +6,16 @@ A wrong value stops the worker at start with a message that names the variable
 
 from __future__ import annotations
 
+import json
+from datetime import tzinfo
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.analytes import Analyte
 from monitor.detector import DetectorSettings
 from monitor.grading import CtcaeVersion
 
@@ -26,6 +30,14 @@ class MonitorSettings(BaseSettings):
     results_topic: str = Field(default="lab.cbc.results", pattern=r"^[A-Za-z0-9._-]+$")
     alerts_topic: str = Field(default="lab.cbc.alerts", pattern=r"^[A-Za-z0-9._-]+$")
     dlq_topic: str = Field(default="lab.cbc.results.dlq", pattern=r"^[A-Za-z0-9._-]+$")
+    hl7v2_topic: str = Field(default="lab.hl7v2.oru", pattern=r"^[A-Za-z0-9._-]+$")
+    fhir_topic: str = Field(default="lab.fhir", pattern=r"^[A-Za-z0-9._-]+$")
+    treatments_topic: str = Field(default="clinical.treatments", pattern=r"^[A-Za-z0-9._-]+$")
+    vitals_topic: str = Field(default="clinical.vitals", pattern=r"^[A-Za-z0-9._-]+$")
+    # IANA zone for HL7 times sent without an offset (else such a message is a dead letter).
+    hl7_default_tz: str | None = None
+    # JSON file mapping a site's local result codes to analytes, e.g. {"WBCX": "wbc"}.
+    local_codes_file: Path | None = None
     # The embedded broker slows sharply above 8 partitions (DESIGN.md): keep the default low.
     partitions: int = Field(default=4, ge=1, le=256)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -61,6 +73,29 @@ class MonitorSettings(BaseSettings):
                 raise ValueError("must look like kafka://host:port (several separated by ';')")
         return value
 
+    @field_validator("hl7_default_tz")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("not a known IANA time zone name") from None
+        return value
+
+    @field_validator("local_codes_file")
+    @classmethod
+    def _readable_codes(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _read_local_codes(value)
+        return value
+
+    def hl7_default_zone(self) -> tzinfo | None:
+        return ZoneInfo(self.hl7_default_tz) if self.hl7_default_tz else None
+
+    def local_codes(self) -> dict[str, Analyte] | None:
+        return _read_local_codes(self.local_codes_file) if self.local_codes_file else None
+
     @property
     def detector(self) -> DetectorSettings:
         return DetectorSettings(
@@ -74,6 +109,19 @@ class MonitorSettings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return [url.strip().partition("://")[2] for url in self.broker_url.split(";")]
+
+
+def _read_local_codes(path: Path) -> dict[str, Analyte]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read a JSON object of codes from that file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("must hold a JSON object mapping codes to analytes")
+    try:
+        return {str(code): Analyte(analyte) for code, analyte in data.items()}
+    except ValueError:
+        raise ValueError("maps a code to something that is not a CBC analyte") from None
 
 
 def describe_settings_error(exc: ValidationError) -> str:

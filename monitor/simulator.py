@@ -6,13 +6,21 @@ some results, percent differentials instead of an absolute neutrophil count, par
 preliminary results followed by the final one, corrections, redeliveries, late results and a
 handful of malformed messages. The same ``CohortSpec`` always yields byte-identical messages.
 
+Each patient's lab sends in one format: canonical JSON (the ``results`` feed), HL7 v2 ORU^R01
+(``hl7v2``) or a FHIR R4 DiagnosticReport (``fhir``), in the shares the spec asks for; all of
+that patient's results, redeliveries and late results included, go out in it. With ``context``
+the cohort also sends each chemotherapy dose (``treatments``) and temperatures (``vitals``):
+once or twice a day in the weeks counts fall, afebrile for most, and a fever close to a draw
+with an ANC below 1.0 for a few, so that febrile neutropenia occurs.
+
 Kinetics follow CLINICAL.md section 4: 21-day cycles, counts start to fall about day 7 after a dose,
 reach a per-patient nadir on days 10-14 and recover by about day 21; hemoglobin declines slowly
 cycle after cycle. Severity tiers are allocated in fixed proportions (then shuffled) rather than
 drawn independently, so that even a small cohort reliably contains grade 3-4 neutropenia,
 thrombocytopenia and pancytopenia.
 
-Pure standard library on purpose: it runs in tests, in the CLI and in benchmarks without a broker.
+Standard library plus the monitor's LOINC and unit tables (for the HL7 v2 and FHIR encodings in
+``monitor.sim_formats``): it runs in tests, in the CLI and in benchmarks without a broker.
 """
 
 from __future__ import annotations
@@ -26,12 +34,17 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Any, Final, Literal
 
+from monitor.sim_formats import to_fhir, to_hl7v2
+
 __all__ = [
+    "LAB_TOPICS",
     "MALFORMED_VARIANTS",
     "MAX_MESSAGE_BYTES",
+    "TOPICS",
     "CohortSpec",
     "MessageKind",
     "SimMessage",
+    "Topic",
     "check_message",
     "clean_results",
     "simulate_cohort",
@@ -39,6 +52,10 @@ __all__ = [
 ]
 
 MessageKind = Literal["result", "redelivery", "late", "malformed"]
+# The logical feed a message belongs to (the real topic names are settings).
+Topic = Literal["results", "hl7v2", "fhir", "treatments", "vitals"]
+TOPICS: Final[tuple[Topic, ...]] = ("results", "hl7v2", "fhir", "treatments", "vitals")
+LAB_TOPICS: Final[frozenset[str]] = frozenset({"results", "hl7v2", "fhir"})
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 
@@ -66,12 +83,26 @@ _WARDS: Final = ("oncology-4b", "oncology-5a", "haematology-day-unit", "bmt-3")
 
 @dataclass(frozen=True, slots=True)
 class SimMessage:
-    """One message as it would be produced to the results topic."""
+    """One message as it would be produced to its feed's topic.
+
+    ``kind`` says how it is delivered (a first, on-time publication is a ``result``, whatever the
+    feed); ``topic`` says what it carries. A message of the ``hl7v2`` or ``fhir`` feed also
+    carries, in ``canonical``, the canonical JSON result its bytes encode.
+    """
 
     key: bytes | None  # patient id as UTF-8 (None for a few malformed ones)
-    value: bytes  # the JSON bytes (or deliberately broken bytes)
+    value: bytes  # the message bytes (or deliberately broken bytes)
     kind: MessageKind
     sent_at_day: float  # simulated day (from cohort start) at which it is published
+    topic: Topic = "results"
+    canonical: bytes | None = None  # hl7v2 / fhir: the canonical JSON of the encoded result
+
+    @property
+    def result_json(self) -> bytes | None:
+        """The canonical JSON result this message carries (None for treatments and vitals)."""
+        if self.topic == "results":
+            return self.value
+        return self.canonical
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,9 @@ class CohortSpec:
     redelivery_rate: float = 0.03
     late_rate: float = 0.03
     malformed_rate: float = 0.02
+    hl7v2_share: float = 0.2  # of patients whose lab sends HL7 v2 ORU^R01
+    fhir_share: float = 0.2  # of patients whose lab sends FHIR R4 DiagnosticReports
+    context: bool = True  # also send chemotherapy doses and temperatures
 
     def __post_init__(self) -> None:
         if self.patients < 0:
@@ -93,10 +127,12 @@ class CohortSpec:
             raise ValueError("days must be >= 1")
         if self.start.tzinfo is None or self.start.utcoffset() is None:
             raise ValueError("start must carry a time zone")
-        for name in ("redelivery_rate", "late_rate", "malformed_rate"):
+        for name in ("redelivery_rate", "late_rate", "malformed_rate", "hl7v2_share", "fhir_share"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        if self.hl7v2_share + self.fhir_share > 1.0:
+            raise ValueError("hl7v2_share + fhir_share must not exceed 1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,6 +609,8 @@ class _Draft:
     kind: MessageKind
     sent_at_day: float
     seq: int = field(default=0)
+    topic: Topic = "results"
+    canonical: bytes | None = None
 
 
 def _count(rate: float, n: int) -> int:
@@ -628,17 +666,67 @@ def _next_of(specimens: Sequence[_Specimen], i: int) -> int:
     return next(k for k in range(i + 1, len(specimens)) if specimens[k].patient.index == patient)
 
 
+def _lab_formats(spec: CohortSpec) -> list[Topic]:
+    """The feed each patient's lab sends on, by patient index: exact shares, then shuffled.
+
+    A random stream of its own, so the shares change formats but never the results themselves.
+    """
+    n = spec.patients
+    hl7 = round(spec.hl7v2_share * n)
+    fhir = min(n - hl7, round(spec.fhir_share * n))
+    shares: tuple[tuple[Topic, int], ...] = (
+        ("hl7v2", hl7),
+        ("fhir", fhir),
+        ("results", n - hl7 - fhir),
+    )
+    formats = [topic for topic, share in shares for _ in range(share)]
+    random.Random(f"{spec.seed}:lab-formats").shuffle(formats)
+    return formats
+
+
+def _moment(spec: CohortSpec, day: float, offset_minutes: int) -> datetime:
+    zone = timezone(timedelta(minutes=offset_minutes))
+    return (spec.start + day * _DAY).astimezone(zone).replace(microsecond=0)
+
+
+class _Encoder:
+    """Drafts of results in each patient's lab format."""
+
+    def __init__(self, spec: CohortSpec, formats: Sequence[Topic]) -> None:
+        self.spec = spec
+        self.formats = formats
+
+    def draft(self, s: _Specimen, result: dict[str, Any], kind: MessageKind, sent: float) -> _Draft:
+        key = s.patient.patient_id.encode()
+        canonical = _encode(result)
+        topic = self.formats[s.patient.index]
+        if topic == "results":
+            return _Draft(key, canonical, kind, sent)
+        sent_at = _moment(self.spec, sent, s.patient.lab.utc_offset_minutes)
+        value = (
+            to_hl7v2(result, sent_at=sent_at)
+            if topic == "hl7v2"
+            else to_fhir(result, sent_at=sent_at)
+        )
+        return _Draft(key, value, kind, sent, topic=topic, canonical=canonical)
+
+
 def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
     """All messages of the cohort, sorted by publication time (``sent_at_day``).
 
     Every specimen is published once, as a ``result`` or (about ``late_rate`` of them) as ``late``;
     a few go out first as ``preliminary`` and then ``final`` under the same result id, and one or
     two finals are later ``corrected``. On top come ``redelivery`` copies (byte-identical to an
-    earlier message) and ``malformed`` messages cycling through ``MALFORMED_VARIANTS``.
+    earlier message) and ``malformed`` messages cycling through ``MALFORMED_VARIANTS`` (canonical
+    JSON on the ``results`` feed, whatever the patient's lab format). With ``spec.context``,
+    chemotherapy doses and temperatures follow on the ``treatments`` and ``vitals`` feeds; they
+    come from a random stream of their own, so the lab results do not depend on them.
     """
     rng = random.Random(spec.seed)
-    specimens = _specimens(spec, _make_patients(spec, rng), rng)
+    patients = _make_patients(spec, rng)
+    specimens = _specimens(spec, patients, rng)
     plan = _plan(spec, specimens, rng)
+    encoder = _Encoder(spec, _lab_formats(spec))
 
     drafts: list[_Draft] = []
     first_sent: dict[int, float] = {}
@@ -646,13 +734,12 @@ def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
     for i, s in enumerate(specimens):
         if i in plan.late:
             continue  # published below, once every on-time result has its publication time
-        key = s.patient.patient_id.encode()
         sent = first_sent[i] = s.day + rng.uniform(0.5, 3.0) / 24
         if i in plan.preliminary:
             # The analyzer's numbers go out first; the final adds the reviewed differential.
             partial = ("hemoglobin", "wbc", "platelets", "rbc", "mcv")
             prelim = _render(spec, s, "preliminary", analytes=partial)
-            drafts.append(_Draft(key, _encode(prelim), "result", sent))
+            drafts.append(encoder.draft(s, prelim, "result", sent))
             sent += rng.uniform(1.0, 4.0) / 24
         if i in plan.corrected:
             # The first final was wrong (clumped platelets, or a transcription slip in Hgb);
@@ -662,24 +749,31 @@ def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
                 if plan.corrected.index(i) % 2 == 0
                 else {"hemoglobin": s.values["hemoglobin"] + 1.2}
             )
-            drafts.append(_Draft(key, _encode(_render(spec, s, overrides=wrong)), "result", sent))
+            drafts.append(encoder.draft(s, _render(spec, s, overrides=wrong), "result", sent))
             sent += rng.uniform(0.25, 1.25)
-            drafts.append(_Draft(key, _encode(_render(spec, s, "corrected")), "result", sent))
+            drafts.append(encoder.draft(s, _render(spec, s, "corrected"), "result", sent))
         else:
-            drafts.append(_Draft(key, _encode(_render(spec, s)), "result", sent))
+            drafts.append(encoder.draft(s, _render(spec, s), "result", sent))
         published.append((i, drafts[-1]))
     for i in sorted(plan.late):
         s = specimens[i]
         newer_sent = first_sent[_next_of(specimens, i)]
         sent = s.day + rng.uniform(max(1.0, newer_sent - s.day + 0.02), 3.0)
-        drafts.append(
-            _Draft(s.patient.patient_id.encode(), _encode(_render(spec, s)), "late", sent)
-        )
+        drafts.append(encoder.draft(s, _render(spec, s), "late", sent))
         published.append((i, drafts[-1]))
 
     for draft in rng.sample(drafts, min(len(drafts), _count(spec.redelivery_rate, len(specimens)))):
         later = draft.sent_at_day + rng.uniform(1.0, 360.0) / (24 * 60)
-        drafts.append(_Draft(draft.key, draft.value, "redelivery", later))
+        drafts.append(
+            _Draft(
+                draft.key,
+                draft.value,
+                "redelivery",
+                later,
+                topic=draft.topic,
+                canonical=draft.canonical,
+            )
+        )
     # Malformed messages are broken copies of full panels, so every variant has a count to break.
     sources = [pair for pair in published if specimens[pair[0]].panel == "full"]
     for k in range(_count(spec.malformed_rate, len(specimens)) if sources else 0):
@@ -688,11 +782,137 @@ def simulate_cohort(spec: CohortSpec = CohortSpec()) -> list[SimMessage]:
         value, drop_key = _break(variant, _render(spec, specimens[i]), rng)
         later = source.sent_at_day + rng.uniform(1.0, 600.0) / (24 * 3600)
         drafts.append(_Draft(None if drop_key else source.key, value, "malformed", later))
+    if spec.context:
+        drafts.extend(_context_drafts(spec, patients, specimens, plan.late))
 
     for seq, draft in enumerate(drafts):
         draft.seq = seq
     drafts.sort(key=lambda d: (d.sent_at_day, d.seq))
-    return [SimMessage(d.key, d.value, d.kind, round(d.sent_at_day, 6)) for d in drafts]
+    return [
+        SimMessage(d.key, d.value, d.kind, round(d.sent_at_day, 6), d.topic, d.canonical)
+        for d in drafts
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Clinical context: chemotherapy doses and temperatures
+
+_AGENTS: Final = ("cyclophosphamide", "docetaxel", "carboplatin", "doxorubicin", "gemcitabine")
+_TWICE_DAILY_SHARE: Final = 0.3  # of patients who take their temperature morning and evening
+# Cycle days on which temperatures are recorded: while counts fall and bottom out (CLINICAL.md
+# section 4 puts the fall at days 7-12 and the nadir at 10-14).
+_TEMPERATURE_CYCLE_DAYS: Final = range(4, 18)
+_AFEBRILE_C: Final = (36.4, 37.4)
+_FEVER_SINGLE_C: Final = (38.5, 39.5)
+_FEVER_SUSTAINED_C: Final = (38.0, 38.3)
+_FEBRILE_SHARE: Final = 0.075  # of patients with a fever while neutropenic (at least 2)
+_FEBRILE_MIN: Final = 2
+_FEVER_ANC_BELOW: Final = 0.9  # x10^9/L, measured: well under the 1.0 of the definition
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    patient: _Patient
+    day: float
+    celsius: float
+
+
+def _fever_episode(s: _Specimen, sustained: bool, rng: random.Random) -> list[_Reading]:
+    """A fever close to draw ``s`` (from 6 h before it to 10 h after), then defervescence.
+
+    Either one reading of 38.5-39.5 C, or two of 38.0-38.3 C more than an hour apart.
+    """
+    onset = s.day + rng.uniform(-6.0, 10.0) / 24
+    if sustained:
+        second = onset + rng.uniform(1.25, 2.5) / 24
+        fever = [
+            (onset, rng.uniform(*_FEVER_SUSTAINED_C)),
+            (second, rng.uniform(*_FEVER_SUSTAINED_C)),
+        ]
+    else:
+        fever = [(onset, rng.uniform(*_FEVER_SINGLE_C))]
+    after = fever[-1][0] + rng.uniform(4.0, 7.0) / 24
+    return [
+        _Reading(s.patient, day, round(celsius, 1))
+        for day, celsius in [*fever, (after, rng.uniform(37.0, 37.6))]
+    ]
+
+
+def _context_drafts(
+    spec: CohortSpec,
+    patients: Sequence[_Patient],
+    specimens: Sequence[_Specimen],
+    late: frozenset[int],
+) -> list[_Draft]:
+    rng = random.Random(f"{spec.seed}:context")
+    drafts: list[_Draft] = []
+    doses: dict[int, list[float]] = {p.index: p.dose_times(spec.days) for p in patients}
+    treatments: list[tuple[float, _Patient, str]] = []
+    for p in patients:
+        agent = rng.choice(_AGENTS)
+        treatments.extend((dose, p, agent) for dose in doses[p.index])
+    treatments.sort(key=lambda t: (t[0], t[1].index))
+    for k, (dose, p, agent) in enumerate(treatments, start=1):
+        event = {
+            "event_id": f"SIM-T-{k:05d}",
+            "patient_id": p.patient_id,
+            "kind": "chemotherapy",
+            "given_at": _timestamp(spec.start, dose, 0),
+            "agent": agent,
+        }
+        sent = dose + rng.uniform(10.0, 60.0) / (24 * 60)
+        drafts.append(
+            _Draft(p.patient_id.encode(), _encode(event), "result", sent, topic="treatments")
+        )
+
+    # A few neutropenic patients run a fever close to their lowest ANC draw (one published on
+    # time: a late result is not the latest ANC when it arrives, so it cannot pair with a fever).
+    lowest: dict[int, _Specimen] = {}
+    for i, s in enumerate(specimens):
+        if s.panel != "full" or s.is_baseline or i in late:
+            continue
+        if s.values["neutrophils"] >= _FEVER_ANC_BELOW:
+            continue
+        best = lowest.get(s.patient.index)
+        if best is None or s.values["neutrophils"] < best.values["neutrophils"]:
+            lowest[s.patient.index] = s
+    wanted = min(len(lowest), max(_FEBRILE_MIN, round(_FEBRILE_SHARE * len(patients))))
+    febrile = sorted(rng.sample(sorted(lowest), wanted))
+    readings: list[_Reading] = []
+    quiet: dict[int, tuple[float, float]] = {}  # no routine reading inside a fever episode
+    for n, index in enumerate(febrile):
+        episode = _fever_episode(lowest[index], sustained=n % 2 == 1, rng=rng)
+        readings.extend(episode)
+        quiet[index] = (min(r.day for r in episode) - 1 / 24, max(r.day for r in episode) + 1 / 24)
+
+    for p in patients:
+        local = p.lab.utc_offset_minutes / 60
+        hours = (8.0, 20.0) if rng.random() < _TWICE_DAILY_SHARE else (8.0,)
+        for dose in doses[p.index]:
+            for cycle_day in _TEMPERATURE_CYCLE_DAYS:
+                day = math.floor(dose) + cycle_day
+                for hour in hours:
+                    t = day + (hour + rng.uniform(-1.0, 1.0) - local) / 24
+                    if t >= spec.days:
+                        continue
+                    window = quiet.get(p.index)
+                    if window is not None and window[0] <= t <= window[1]:
+                        continue
+                    readings.append(_Reading(p, t, round(rng.uniform(*_AFEBRILE_C), 1)))
+    readings.sort(key=lambda r: (r.day, r.patient.index))
+    for k, r in enumerate(readings, start=1):
+        vital = {
+            "observation_id": f"SIM-V-{k:06d}",
+            "patient_id": r.patient.patient_id,
+            "measured_at": _timestamp(spec.start, r.day, r.patient.lab.utc_offset_minutes),
+            "temperature": r.celsius,
+            "unit": "Cel",
+        }
+        sent = r.day + rng.uniform(2.0, 30.0) / (24 * 60)
+        drafts.append(
+            _Draft(r.patient.patient_id.encode(), _encode(vital), "result", sent, topic="vitals")
+        )
+    return drafts
 
 
 # --------------------------------------------------------------------------------------------
@@ -785,18 +1005,21 @@ def clean_results(messages: Iterable[SimMessage]) -> list[dict[str, Any]]:
 
     Each result id is represented by its most authoritative version (corrected over final over
     preliminary; the later of two equal ranks), placed where that version was first published.
-    A redelivered stale preliminary therefore never replaces the final. Malformed messages are
-    skipped; a message not marked malformed that fails ``check_message`` raises ValueError,
-    because that is a bug in the simulator rather than noise it meant to make.
+    A redelivered stale preliminary therefore never replaces the final. HL7 v2 and FHIR messages
+    count by the canonical result they encode (``SimMessage.result_json``); treatments, vitals
+    and malformed messages are skipped. A lab message not marked malformed that fails
+    ``check_message`` raises ValueError, because that is a bug in the simulator rather than noise
+    it meant to make.
     """
     chosen: dict[str, tuple[int, int, dict[str, Any]]] = {}  # id -> (rank, position, result)
     for position, message in enumerate(messages):
-        if message.kind == "malformed":
+        if message.kind == "malformed" or message.topic not in LAB_TOPICS:
             continue
-        problem = check_message(message.value)
-        if problem is not None:
+        payload = message.result_json
+        problem = "no_canonical_result" if payload is None else check_message(payload)
+        if problem is not None or payload is None:
             raise ValueError(f"message {position} ({message.kind}) is invalid: {problem}")
-        result: dict[str, Any] = json.loads(message.value)
+        result: dict[str, Any] = json.loads(payload)
         rank = _STATUS_RANK[result.get("status", "final")]
         previous = chosen.get(result["result_id"])
         if (
@@ -809,10 +1032,13 @@ def clean_results(messages: Iterable[SimMessage]) -> list[dict[str, Any]]:
 
 
 def summary(messages: Sequence[SimMessage]) -> dict[str, int]:
-    """Counts by message kind, plus distinct patients and distinct valid results."""
+    """Counts by message kind and by feed (``<topic>_messages``), plus distinct patients and
+    distinct valid results."""
     counts: dict[str, int] = {"messages": len(messages)}
     for kind in ("result", "redelivery", "late", "malformed"):
         counts[kind] = sum(1 for m in messages if m.kind == kind)
+    for topic in TOPICS:
+        counts[f"{topic}_messages"] = sum(1 for m in messages if m.topic == topic)
     results = clean_results(messages)
     counts["patients"] = len({r["patient_id"] for r in results})
     counts["results"] = len(results)

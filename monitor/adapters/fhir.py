@@ -11,8 +11,8 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   (or any coding found in ``local_codes``) and a ``valueQuantity``. The unit is the UCUM ``code``
   when ``system`` is UCUM, else ``unit``. Other Observations are ignored; an Observation without
   a value (``dataAbsentReason``) is skipped; a code that disagrees with its unit or name is an
-  error, so are censored values below a limit (``comparator`` ``<``/``<=``), which cannot be
-  graded without understating them.
+  error. A value below a limit (``comparator`` ``<``) is read as just below it
+  (``errors.censored_value``), so it is neither understated nor lost.
 - ``referenceRange[0].low`` is the lower limit when its unit is an equivalent spelling of the
   value's unit, or absent.
 - Observations of one specimen merge into one result: the specimen id is ``specimen``, else
@@ -47,7 +47,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from monitor.adapters.errors import AdapterError
+from monitor.adapters.errors import AdapterError, censored_value
 from monitor.adapters.loinc import CBC_PANELS, LOINC, CodeMismatchError, resolve
 from monitor.analytes import Analyte, Sex
 from monitor.model import CBCResult, describe_validation_error
@@ -451,9 +451,8 @@ def _read_observation(
     if unit is None:
         raise AdapterError(f"{where}: valueQuantity has no unit")
     analyte = _analyte(candidates, obs.code, unit, local_codes, where)
-    if quantity.comparator in ("<", "<="):
-        raise AdapterError(f"{where}: valueQuantity.comparator below a limit cannot be graded")
-    component: dict[str, Any] = {"value": quantity.value, "unit": unit}
+    value = censored_value(quantity.comparator, quantity.value)
+    component: dict[str, Any] = {"value": value, "unit": unit}
     lln = _lln(obs, analyte, unit)
     if lln is not None:
         component["lln"] = lln

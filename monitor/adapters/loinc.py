@@ -45,6 +45,8 @@ LOINC: dict[str, LoincCode] = {
         LoincCode("26508-2", Analyte.BANDS_PCT, "Bands/leuk NFr Bld"),
         LoincCode("731-0", Analyte.LYMPHOCYTES, "Lymphocytes # Bld Auto"),
         LoincCode("26478-8", Analyte.LYMPHOCYTES_PCT, "Lymphocytes/leuk NFr Bld"),
+        # Not in CLINICAL.md's list, but the usual automated lymphocyte % code (LOINC 736-9).
+        LoincCode("736-9", Analyte.LYMPHOCYTES_PCT, "Lymphocytes/leuk NFr Bld Auto"),
         LoincCode("737-7", Analyte.LYMPHOCYTES_PCT, "Lymphocytes/leuk NFr Bld Manual"),
     )
 }

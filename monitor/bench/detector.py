@@ -14,7 +14,14 @@ from monitor.simulator import CohortSpec, SimMessage, simulate_cohort
 def cohort_values(patients: int = 400, seed: int = 11) -> list[bytes]:
     """Valid raw results of a simulated cohort, in publication order, redeliveries included."""
     messages: list[SimMessage] = simulate_cohort(
-        CohortSpec(seed=seed, patients=patients, malformed_rate=0.0)
+        CohortSpec(
+            seed=seed,
+            patients=patients,
+            malformed_rate=0.0,
+            hl7v2_share=0.0,
+            fhir_share=0.0,
+            context=False,
+        )
     )
     return [m.value for m in messages]
 

@@ -76,10 +76,6 @@ class MonitorApp:
             "value_serializer": "raw",
             "partitions": settings.partitions,
         }
-        self.results_topic = self.app.topic(settings.results_topic, **raw)
-        self.by_patient_topic = self.app.topic(f"{settings.results_topic}.by-patient", **raw)
-        self.alerts_topic = self.app.topic(settings.alerts_topic, **raw)
-        self.dlq_topic = self.app.topic(settings.dlq_topic, **raw)
         self.table = self.app.Table(
             TABLE_NAME,
             # bytes in and out: Faust then uses the raw codec (it picks codecs from these types).
@@ -89,15 +85,15 @@ class MonitorApp:
             default=None,
         )
         self.processor = ResultProcessor(settings, self.metrics, self.table)
+        # Every input topic (results, HL7 v2, FHIR, treatments, vitals and their by-patient
+        # twins) gets an agent; all that write the table share its partition count.
         self._topics = {
-            t.get_topic_name(): t
-            for t in (self.results_topic, self.by_patient_topic, self.alerts_topic, self.dlq_topic)
+            name: self.app.topic(name, **raw)
+            for name in (*self.processor.feeds, settings.alerts_topic, settings.dlq_topic)
         }
+        for name in self.processor.feeds:
+            self.app.agent(self._topics[name], name=f"consume-{name}", concurrency=1)(self._consume)
         self._counted_assignment: frozenset[Any] | None = None
-        self.app.agent(self.results_topic, name="results", concurrency=1)(self._consume)
-        self.app.agent(self.by_patient_topic, name="results-by-patient", concurrency=1)(
-            self._consume
-        )
         self.app.timer(interval=2.0)(self._refresh_gauges)
         self._add_web_routes()
 

@@ -7,16 +7,23 @@ moving bytes (DESIGN.md, layers).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Literal
 
-from monitor.detector import Detector
+from monitor.adapters.fhir import parse_fhir
+from monitor.adapters.hl7v2 import parse_oru
+from monitor.adapters.vitals import parse_vital
+from monitor.context import Treatment
+from monitor.detector import Detector, Outcome
 from monitor.history import PatientState, dump_state, load_state, raw_fingerprint
 from monitor.intake import Rejected, dead_letter_headers, validate_message
 from monitor.metrics import Metrics
+from monitor.model import CBCResult, parse_result
 from monitor.settings import MonitorSettings
 
 Headers = list[tuple[str, bytes]]
@@ -50,6 +57,40 @@ def origin_headers(origin: Origin) -> Headers:
     if origin.timestamp is not None:
         headers.append(("monitor.source_timestamp", repr(origin.timestamp).encode()))
     return headers
+
+
+FeedKind = Literal["result", "lab", "treatment", "vital"]
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """An input topic: how its messages are parsed and where they are handled by patient."""
+
+    kind: FeedKind
+    parse: Callable[[bytes], Any]
+    by_patient: str  # the topic whose agent applies them, keyed by patient
+
+
+def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
+    """Every input topic the worker consumes, by name."""
+    results = f"{settings.results_topic}.by-patient"
+    treatments = f"{settings.treatments_topic}.by-patient"
+    vitals = f"{settings.vitals_topic}.by-patient"
+    local_codes = settings.local_codes()
+    default_tz = settings.hl7_default_zone()
+    hl7 = functools.partial(parse_oru, local_codes=local_codes, default_tz=default_tz)
+    fhir = functools.partial(parse_fhir, local_codes=local_codes)
+    treatment = Treatment.model_validate_json
+    return {
+        settings.results_topic: Feed("result", parse_result, results),
+        results: Feed("result", parse_result, results),
+        settings.hl7v2_topic: Feed("lab", hl7, results),
+        settings.fhir_topic: Feed("lab", fhir, results),
+        settings.treatments_topic: Feed("treatment", treatment, treatments),
+        treatments: Feed("treatment", treatment, treatments),
+        settings.vitals_topic: Feed("vital", parse_vital, vitals),
+        vitals: Feed("vital", parse_vital, vitals),
+    }
 
 
 class StateCache:
@@ -107,27 +148,37 @@ class ResultProcessor:
         self.table = table
         self.clock = clock
         self.detector = Detector(settings.detector)
-        self.repartition_topic = f"{settings.results_topic}.by-patient"
+        self.feeds = feeds_of(settings)
+        self.repartition_topic = self.feeds[settings.results_topic].by_patient
         self._states = StateCache(state_cache_size)
 
     def handle(self, raw: bytes | None, key: bytes | None, origin: Origin) -> list[Send]:
         """The sends that one message calls for; the table is updated before they are returned."""
         started = time.perf_counter()
         self.metrics.results_consumed.inc()
-        verdict = validate_message(raw, self.settings.max_message_bytes)
+        feed = self.feeds[origin.topic]
+        verdict = validate_message(raw, self.settings.max_message_bytes, feed.parse)
         if isinstance(verdict, Rejected):
             return [self._dead_letter(raw, key, origin, verdict)]
         assert raw is not None
+        if feed.kind == "lab":
+            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient.
+            results: list[CBCResult] = verdict
+            return [
+                Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
+                     origin_headers(origin))
+                for r in results
+            ]  # fmt: skip
         patient_key = verdict.patient_id.encode()
-        if key != patient_key and origin.topic != self.repartition_topic:
+        if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
-            # all of a patient's results in order.
-            return [Send(self.repartition_topic, patient_key, raw, origin_headers(origin))]
+            # all of a patient's events in order.
+            return [Send(feed.by_patient, patient_key, raw, origin_headers(origin))]
         stored = self.table.get(patient_key)
         state = self._states.get(patient_key, stored)
         before = _open_grades(state)
         try:
-            outcome = self.detector.process(state, verdict, self.clock(), raw_fingerprint(raw))
+            outcome = self._apply(feed, state, verdict, raw)
         except Exception:
             self._states.forget(patient_key)  # it may have been changed halfway
             raise
@@ -154,6 +205,13 @@ class ResultProcessor:
         ]
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
         return sends
+
+    def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
+        if feed.kind == "treatment":
+            return self.detector.process_treatment(state, item)
+        if feed.kind == "vital":
+            return self.detector.process_vital(state, item, self.clock())
+        return self.detector.process(state, item, self.clock(), raw_fingerprint(raw))
 
     def failed(self, raw: bytes | None, key: bytes | None, origin: Origin, exc: Exception) -> Send:
         """A dead letter for a message whose processing raised: kept for replay, never dropped."""

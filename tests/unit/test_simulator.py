@@ -6,14 +6,17 @@ simulator's, so a unit or rounding slip in the simulator shows up here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
+from monitor.context import Treatment, VitalSign
 from monitor.simulator import (
     MALFORMED_VARIANTS,
     CohortSpec,
@@ -132,6 +135,19 @@ def of_kind(messages: list[SimMessage], kind: str) -> list[SimMessage]:
     return [m for m in messages if m.kind == kind]
 
 
+def lab(messages: list[SimMessage]) -> list[SimMessage]:
+    """Messages of the lab feeds (canonical JSON, HL7 v2, FHIR), malformed ones included."""
+    return [m for m in messages if m.topic in ("results", "hl7v2", "fhir")]
+
+
+def decoded(message: SimMessage) -> Result:
+    """The canonical result a lab message carries, whatever format it is sent in."""
+    payload = message.result_json
+    assert payload is not None
+    result: Result = json.loads(payload)
+    return result
+
+
 # --- determinism and ordering ---------------------------------------------------------------
 
 
@@ -159,10 +175,10 @@ def test_the_reference_reading_accepts_the_documented_example() -> None:
 
 def test_every_non_malformed_message_is_a_valid_result(messages: list[SimMessage]) -> None:
     required = {"result_id", "patient_id", "collected_at", "status", "sex", "components"}
-    valid = [m for m in messages if m.kind != "malformed"]
+    valid = [m for m in lab(messages) if m.kind != "malformed"]
     assert valid
     for message in valid:
-        result = json.loads(message.value)
+        result = decoded(message)
         assert isinstance(result, dict)
         assert required <= set(result)
         assert message.key == result["patient_id"].encode()
@@ -173,7 +189,8 @@ def test_every_non_malformed_message_is_a_valid_result(messages: list[SimMessage
         if last_chemo is not None:
             assert datetime.fromisoformat(last_chemo).utcoffset() is not None
             assert datetime.fromisoformat(last_chemo) < collected(result)
-        assert check_message(message.value) is None
+        assert message.result_json is not None
+        assert check_message(message.result_json) is None
 
 
 def test_values_are_rounded_as_labs_report_them(results: list[Result]) -> None:
@@ -229,7 +246,7 @@ def test_every_malformed_variant_appears_and_none_is_counted_valid(
     clean_bytes = {json.dumps(r, separators=(",", ":")).encode() for r in results}
     assert not clean_bytes & {m.value for m in malformed}
     assert len(results) == len(
-        {json.loads(m.value)["result_id"] for m in messages if m.kind != "malformed"}
+        {decoded(m)["result_id"] for m in lab(messages) if m.kind != "malformed"}
     )
 
 
@@ -277,30 +294,30 @@ def test_late_results_arrive_after_a_newer_result_of_the_same_patient(
     late = of_kind(messages, "late")
     assert late
     first_sent: dict[str, float] = {}
-    for message in messages:
+    for message in lab(messages):
         if message.kind in ("result", "late"):
-            rid = json.loads(message.value)["result_id"]
+            rid = decoded(message)["result_id"]
             first_sent.setdefault(rid, message.sent_at_day)
     for message in late:
-        result = json.loads(message.value)
+        result = decoded(message)
         delay = message.sent_at_day - (collected(result) - _START).total_seconds() / 86400
         assert 1.0 <= delay <= 3.0 + 1e-6
         newer_before = [
             m
-            for m in messages
+            for m in lab(messages)
             if m.kind == "result"
             and m.key == message.key
             and m.sent_at_day < message.sent_at_day
-            and collected(json.loads(m.value)) > collected(result)
+            and collected(decoded(m)) > collected(result)
         ]
         assert newer_before, result["result_id"]
 
 
 def test_preliminary_then_final_and_a_correction(messages: list[SimMessage]) -> None:
     versions: dict[str, list[Result]] = defaultdict(list)
-    for message in messages:
+    for message in lab(messages):
         if message.kind == "result":
-            result = json.loads(message.value)
+            result = decoded(message)
             versions[result["result_id"]].append(result)
     statuses = {rid: [v["status"] for v in vs] for rid, vs in versions.items()}
     assert any(s[:2] == ["preliminary", "final"] for s in statuses.values())
@@ -319,9 +336,9 @@ def test_clean_results_keep_the_authoritative_version(
     assert "preliminary" not in statuses.values()
     assert "corrected" in statuses.values()
     stale = next(
-        m for m in messages if m.kind == "result" and json.loads(m.value)["status"] == "preliminary"
+        m for m in lab(messages) if m.kind == "result" and decoded(m)["status"] == "preliminary"
     )
-    again = [*messages, SimMessage(stale.key, stale.value, "redelivery", 1e9)]
+    again = [*messages, dataclasses.replace(stale, kind="redelivery", sent_at_day=1e9)]
     assert clean_results(again) == results
 
 
@@ -415,3 +432,187 @@ def test_counts_recover_before_the_next_dose(by_patient: dict[str, list[Result]]
         second_cycle = [r for r in draws if "last_chemo_at" in r["context"] and cycle_day(r) == 21]
         for predose in second_cycle:  # a day-0 draw of cycle 2 counts back from cycle 1's dose
             assert (anc(predose) or 2.0) >= 1.8
+
+
+# --- lab formats ----------------------------------------------------------------------------
+
+
+def test_each_patient_sends_in_one_lab_format_in_the_requested_shares(
+    messages: list[SimMessage],
+) -> None:
+    formats: dict[bytes, set[str]] = defaultdict(set)
+    for message in lab(messages):
+        if message.kind != "malformed":
+            assert message.key is not None
+            formats[message.key].add(message.topic)
+    assert all(len(topics) == 1 for topics in formats.values())
+    tally = Counter(next(iter(topics)) for topics in formats.values())
+    assert dict(tally) == {"hl7v2": 8, "fhir": 8, "results": 24}  # 20% / 20% / rest of 40
+    for kind in ("redelivery", "late"):
+        assert {m.topic for m in of_kind(messages, kind)} >= {"results"}
+        for message in of_kind(messages, kind):
+            assert message.key is not None
+            assert {message.topic} == formats[message.key]
+    assert {m.topic for m in of_kind(messages, "malformed")} == {"results"}
+
+
+def test_hl7_and_fhir_messages_carry_their_canonical_result(messages: list[SimMessage]) -> None:
+    for message in lab(messages):
+        if message.topic == "hl7v2":
+            assert message.value.startswith(b"MSH|^~\\&|")
+            assert b"ORU^R01" in message.value
+        elif message.topic == "fhir":
+            assert json.loads(message.value)["resourceType"] == "DiagnosticReport"
+        else:
+            assert message.canonical is None
+            assert message.result_json == message.value
+            continue
+        assert message.canonical is not None
+        assert message.result_json == message.canonical
+        assert decoded(message)["result_id"].encode() in message.value
+
+
+def test_shares_of_zero_give_canonical_json_only() -> None:
+    spec = CohortSpec(patients=10, days=25, hl7v2_share=0, fhir_share=0, context=False)
+    assert {m.topic for m in simulate_cohort(spec)} == {"results"}
+    spec = CohortSpec(patients=10, days=25, hl7v2_share=1.0, fhir_share=0, context=False)
+    assert {m.topic for m in simulate_cohort(spec) if m.kind != "malformed"} == {"hl7v2"}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"hl7v2_share": -0.1}, {"fhir_share": 1.5}, {"hl7v2_share": 0.6, "fhir_share": 0.6}],
+)
+def test_impossible_shares_are_refused(changes: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="share"):
+        CohortSpec(**changes)  # type: ignore[arg-type]
+
+
+def test_old_constructor_still_means_the_results_feed() -> None:
+    message = SimMessage(b"P", b"{}", "result", 0.0)
+    assert message.topic == "results"
+    assert message.canonical is None
+    assert message.result_json == b"{}"
+    vital = SimMessage(b"P", b"{}", "result", 0.0, topic="vitals")
+    assert vital.result_json is None
+
+
+def test_formats_and_context_do_not_change_the_results(results: list[Result]) -> None:
+    plain = simulate_cohort(CohortSpec(hl7v2_share=0, fhir_share=0, context=False))
+    assert clean_results(plain) == results
+
+
+# --- treatments and temperatures ------------------------------------------------------------
+
+
+def context_of(messages: list[SimMessage], topic: str) -> list[Result]:
+    return [json.loads(m.value) for m in messages if m.topic == topic]
+
+
+def test_every_chemotherapy_dose_is_sent_as_a_treatment(
+    messages: list[SimMessage], results: list[Result]
+) -> None:
+    sent = [m for m in messages if m.topic == "treatments"]
+    assert sent
+    doses: dict[str, set[datetime]] = defaultdict(set)
+    for message in sent:
+        treatment = Treatment.model_validate_json(message.value)
+        assert treatment.kind == "chemotherapy"
+        assert message.key == treatment.patient_id.encode()
+        assert message.kind == "result"
+        delay = message.sent_at_day - (treatment.given_at - _START).total_seconds() / 86400
+        assert 0 < delay < 1 / 24
+        doses[treatment.patient_id].add(treatment.given_at)
+    assert len({json.loads(m.value)["event_id"] for m in sent}) == len(sent)
+    assert set(doses) == {r["patient_id"] for r in results}
+    for result in results:  # the date a result gives for the last dose is a dose that was sent
+        last = result["context"].get("last_chemo_at")
+        if last is not None:
+            assert datetime.fromisoformat(last) in doses[result["patient_id"]]
+    for given in doses.values():  # 21-day cycles
+        ordered = sorted(given)
+        assert all(round((b - a).total_seconds() / 86400) == 21 for a, b in pairwise(ordered))
+
+
+def fevers(readings: list[tuple[datetime, float]]) -> list[datetime]:
+    """Times of a fever (CLINICAL.md s.2): one reading above 38.3 C, or readings of at least
+    38.0 C sustained over more than an hour (consecutive, none lower in between)."""
+    out: list[datetime] = []
+    run_start: datetime | None = None
+    for at, celsius in sorted(readings):
+        if celsius > 38.3:
+            out.append(at)
+        if celsius >= 38.0:
+            run_start = run_start or at
+            if (at - run_start).total_seconds() > 3600:
+                out.append(at)
+        else:
+            run_start = None
+    return out
+
+
+def test_temperatures_are_afebrile_once_or_twice_a_day_for_most_patients(
+    messages: list[SimMessage],
+) -> None:
+    by_patient: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    for message in messages:
+        if message.topic == "vitals":
+            vital = VitalSign.model_validate_json(message.value)
+            assert message.key == vital.patient_id.encode()
+            assert vital.measured_at.utcoffset() is not None
+            by_patient[vital.patient_id].append((vital.measured_at, vital.celsius))
+    ids = [json.loads(m.value)["observation_id"] for m in messages if m.topic == "vitals"]
+    assert len(set(ids)) == len(ids)
+    assert len(by_patient) == 40
+    afebrile = [p for p, readings in by_patient.items() if not fevers(readings)]
+    assert len(afebrile) >= 0.8 * len(by_patient)
+    for patient in afebrile:
+        per_day: dict[Any, int] = defaultdict(int)
+        for at, celsius in by_patient[patient]:
+            assert 36.4 <= celsius <= 37.4
+            per_day[at.date()] += 1
+        assert set(per_day.values()) <= {1, 2}
+
+
+def test_a_few_neutropenic_patients_run_a_fever_close_to_a_low_anc(
+    messages: list[SimMessage], by_patient: dict[str, list[Result]]
+) -> None:
+    temperatures: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    for vital in context_of(messages, "vitals"):
+        at = datetime.fromisoformat(vital["measured_at"])
+        temperatures[vital["patient_id"]].append((at, vital["temperature"]))
+    febrile = {p for p, readings in temperatures.items() if fevers(readings)}
+    assert 2 <= len(febrile) <= 6
+    for patient in febrile:
+        low_draws = [
+            collected(r)
+            for r in by_patient[patient]
+            if (value := anc(r)) is not None and value < 1.0
+        ]
+        assert any(
+            abs((fever - draw).total_seconds()) <= 24 * 3600
+            for fever in fevers(temperatures[patient])
+            for draw in low_draws
+        ), patient
+        readings = temperatures[patient]
+        fever_values = [c for _, c in readings if c >= 38.0]
+        assert all(38.0 <= c <= 39.5 for c in fever_values)
+    # Both kinds of fever occur: a single high reading and a sustained lower one.
+    singles = [p for p in febrile if any(c > 38.3 for _, c in temperatures[p])]
+    assert singles
+    assert len(singles) < len(febrile)
+
+
+def test_context_off_sends_lab_messages_only_and_the_same_ones(
+    messages: list[SimMessage],
+) -> None:
+    quiet = simulate_cohort(CohortSpec(context=False))
+    assert {m.topic for m in quiet} == {"results", "hl7v2", "fhir"}
+    assert quiet == [m for m in messages if m.topic not in ("treatments", "vitals")]
+
+
+def test_summary_counts_feeds(messages: list[SimMessage]) -> None:
+    counts = summary(messages)
+    topics = ("results", "hl7v2", "fhir", "treatments", "vitals")
+    assert sum(counts[f"{t}_messages"] for t in topics) == len(messages)
+    assert all(counts[f"{t}_messages"] > 0 for t in topics)

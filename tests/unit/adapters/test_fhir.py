@@ -518,11 +518,6 @@ REJECTED: list[tuple[str, bytes, str]] = [
         "valueQuantity has no unit",
     ),
     (
-        "below a limit",
-        mutate("uscore_neutrophils", _set("valueQuantity.comparator", "<")),
-        "valueQuantity.comparator below a limit cannot be graded",
-    ),
-    (
         "negative value",
         mutate("uscore_hemoglobin", _set("valueQuantity.value", -9.46)),
         "components.hemoglobin.value",
@@ -639,3 +634,18 @@ def test_looks_like_fhir(name: str) -> None:
 )
 def test_does_not_look_like_fhir(message: bytes) -> None:
     assert not looks_like_fhir(message)
+
+
+def test_a_value_below_a_limit_is_graded_as_below_it() -> None:
+    from monitor.grading import grade
+
+    def below_half(document: Doc) -> None:
+        _set("valueQuantity.comparator", "<")(document)
+        _set("valueQuantity.value", 0.5)(document)
+
+    message = mutate("uscore_neutrophils", below_half)
+    (result,) = parse_fhir(message)
+    component = result.components[Analyte.NEUTROPHILS]
+    assert component.value < 0.5
+    assert f"{component.value:g}" == "0.5"
+    assert grade("neutrophils", component.value, component.unit) == 4
