@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -193,19 +194,21 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         count = 0
-        async for record in follow(
+        records = follow(
             bootstrap_of(settings.broker_url),
             [settings.alerts_topic],
             from_beginning=args.from_beginning,
             idle_timeout=args.idle_timeout,
-        ):
-            if args.json:
-                print(record.value.decode(), flush=True)
-            else:
-                print(format_alert(Alert.model_validate_json(record.value)), flush=True)
-            count += 1
-            if args.max and count >= args.max:
-                break
+        )
+        async with contextlib.aclosing(records):
+            async for record in records:
+                if args.json:
+                    print(record.value.decode(), flush=True)
+                else:
+                    print(format_alert(Alert.model_validate_json(record.value)), flush=True)
+                count += 1
+                if args.max and count >= args.max:
+                    break
         return 0
 
     try:

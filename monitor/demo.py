@@ -15,6 +15,7 @@ failure); every other alert depends on results alone and is compared by ``alert_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
@@ -101,22 +102,24 @@ async def _watch(
     seen: set[str],
     quiet: bool,
 ) -> None:
-    async for record in follow(bootstrap, [settings.alerts_topic, settings.dlq_topic]):
-        if record.topic == settings.dlq_topic:
-            report.dead_letters[(header(record, "dlq.code") or b"?").decode()] += 1
-            continue
-        alert = Alert.model_validate_json(record.value)
-        if alert.alert_id in seen:
-            continue  # an at-least-once repeat: same id, dropped like any consumer would
-        seen.add(alert.alert_id)
-        report.alerts.append(alert)
-        if is_new_fn(alert):
-            report.seen_fn_patients.add(alert.patient_id)
-        source = header(record, "monitor.source_timestamp")
-        if source is not None:
-            report.latencies.append(max(0.0, record.timestamp / 1000 - float(source)))
-        if not quiet:
-            print(format_alert(alert), flush=True)
+    records = follow(bootstrap, [settings.alerts_topic, settings.dlq_topic])
+    async with contextlib.aclosing(records):
+        async for record in records:
+            if record.topic == settings.dlq_topic:
+                report.dead_letters[(header(record, "dlq.code") or b"?").decode()] += 1
+                continue
+            alert = Alert.model_validate_json(record.value)
+            if alert.alert_id in seen:
+                continue  # an at-least-once repeat: same id, dropped like any consumer would
+            seen.add(alert.alert_id)
+            report.alerts.append(alert)
+            if is_new_fn(alert):
+                report.seen_fn_patients.add(alert.patient_id)
+            source = header(record, "monitor.source_timestamp")
+            if source is not None:
+                report.latencies.append(max(0.0, record.timestamp / 1000 - float(source)))
+            if not quiet:
+                print(format_alert(alert), flush=True)
 
 
 async def publish_messages(

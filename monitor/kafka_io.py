@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -50,7 +50,7 @@ async def follow(
     *,
     from_beginning: bool = True,
     idle_timeout: float | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Yield records of ``topics`` as they arrive; stop after ``idle_timeout`` s without any."""
     consumer = AIOKafkaConsumer(
         *topics,

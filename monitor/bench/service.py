@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -168,10 +169,12 @@ async def measure_latency(
         count = int(rate * seconds)
 
         async def collect() -> None:
-            async for record in follow(bootstrap, [names["MONITOR_ALERTS_TOPIC"]], idle_timeout=5):
-                source = header(record, "monitor.source_timestamp")
-                if source is not None:
-                    latencies.append(record.timestamp / 1000 - float(source))
+            records = follow(bootstrap, [names["MONITOR_ALERTS_TOPIC"]], idle_timeout=5)
+            async with contextlib.aclosing(records):
+                async for record in records:
+                    source = header(record, "monitor.source_timestamp")
+                    if source is not None:
+                        latencies.append(record.timestamp / 1000 - float(source))
 
         collector = asyncio.create_task(collect())
         sent_at = time.monotonic()

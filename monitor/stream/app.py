@@ -7,9 +7,10 @@ a fresh app each time (DESIGN.md: module-level tables keep state across tests).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from faust.web import Request, Response, View
 from monitor.history import load_state
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
-from monitor.stream.processor import Origin, ResultProcessor, Send
+from monitor.stream.processor import Origin, Plan, ResultProcessor, Send
 from monitor.stream.transport import MonitorFaustApp
 
 log = logging.getLogger("monitor.worker")
@@ -115,7 +116,7 @@ class MonitorApp:
                 message.topic, message.partition, message.offset, message.timestamp or None
             )
             try:
-                sends = self.processor.handle(event.value, event.key, origin)
+                plan = self.processor.plan(event.value, event.key, origin)
             except Exception as exc:  # a fault of ours, not of the input: keep it for replay
                 log.error(
                     "processing failed with %s at %s[%d]@%d; sent to the dead-letter topic",
@@ -124,14 +125,24 @@ class MonitorApp:
                     origin.partition,
                     origin.offset,
                 )
-                sends = [self.processor.failed(event.value, event.key, origin, exc)]
-            for send in sends:
-                await self._publish(send)
+                plan = Plan([self.processor.failed(event.value, event.key, origin, exc)])
+            delivered = []
+            for send in plan.sends:
+                delivered.append(await self._publish(send))
                 self.processor.published(send, origin)
+            if plan.write is not None:
+                # Alerts first, then the state that records them (see ResultProcessor.write):
+                # a crash in between repeats an alert (same id), it never loses one.
+                if delivered:
+                    await asyncio.gather(*delivered)
+                self.processor.write(plan)
             yield None
 
-    async def _publish(self, send: Send) -> None:
-        await self._topics[send.topic].send(key=send.key, value=send.value, headers=send.headers)
+    async def _publish(self, send: Send) -> Awaitable[Any]:
+        """Hand the send to the producer; the result resolves when the broker has it."""
+        return await self._topics[send.topic].send(
+            key=send.key, value=send.value, headers=send.headers
+        )
 
     async def _refresh_gauges(self) -> None:
         """Recount patients and episodes from the local table after each rebalance."""

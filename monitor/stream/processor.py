@@ -59,6 +59,14 @@ def origin_headers(origin: Origin) -> Headers:
     return headers
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The outcome of one message: sends, then (after their acknowledgement) a state write."""
+
+    sends: list[Send]
+    write: tuple[bytes, bytes, PatientState] | None = None  # key, value, decoded state
+
+
 FeedKind = Literal["result", "lab", "treatment", "vital"]
 
 
@@ -153,42 +161,56 @@ class ResultProcessor:
         self._states = StateCache(state_cache_size)
 
     def handle(self, raw: bytes | None, key: bytes | None, origin: Origin) -> list[Send]:
-        """The sends that one message calls for; the table is updated before they are returned."""
+        """Plan and write at once (for callers that need no ordering against the sends)."""
+        plan = self.plan(raw, key, origin)
+        self.write(plan)
+        return plan.sends
+
+    def write(self, plan: Plan) -> None:
+        """Store the patient's new state. The worker calls this only after the plan's alerts
+        are acknowledged: state that says a result was handled must never exist without its
+        alerts, or a redelivery after a crash would be a silent duplicate."""
+        if plan.write is not None:
+            key, value, state = plan.write
+            self.table[key] = value
+            self._states.put(key, value, state)
+
+    def plan(self, raw: bytes | None, key: bytes | None, origin: Origin) -> Plan:
+        """What one message calls for: the sends, and the state to write once they are out."""
         started = time.perf_counter()
         self.metrics.results_consumed.inc()
         feed = self.feeds[origin.topic]
         verdict = validate_message(raw, self.settings.max_message_bytes, feed.parse)
         if isinstance(verdict, Rejected):
-            return [self._dead_letter(raw, key, origin, verdict)]
+            return Plan([self._dead_letter(raw, key, origin, verdict)])
         assert raw is not None
         if feed.kind == "lab":
             # HL7 v2 or FHIR, now canonical: on to the results keyed by patient.
             results: list[CBCResult] = verdict
-            return [
+            return Plan([
                 Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
                      origin_headers(origin))
                 for r in results
-            ]  # fmt: skip
+            ])  # fmt: skip
         patient_key = verdict.patient_id.encode()
         if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
             # all of a patient's events in order.
-            return [Send(feed.by_patient, patient_key, raw, origin_headers(origin))]
+            return Plan([Send(feed.by_patient, patient_key, raw, origin_headers(origin))])
         stored = self.table.get(patient_key)
         state = self._states.get(patient_key, stored)
+        # The detector changes the state in place: until ``write`` stores it, the cache must not
+        # offer it as what the table holds.
+        self._states.forget(patient_key)
         before = _open_grades(state)
-        try:
-            outcome = self._apply(feed, state, verdict, raw)
-        except Exception:
-            self._states.forget(patient_key)  # it may have been changed halfway
-            raise
+        outcome = self._apply(feed, state, verdict, raw)
         if outcome.disposition != "accepted":
             self.metrics.duplicates_ignored.labels(kind=outcome.disposition).inc()
             self.metrics.processing_seconds.observe(time.perf_counter() - started)
-            return []
+            if stored is not None and state is not None:
+                self._states.put(patient_key, stored, state)  # unchanged
+            return Plan([])
         dumped = dump_state(outcome.state)
-        self.table[patient_key] = dumped
-        self._states.put(patient_key, dumped, outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
         self.metrics.move_episodes(before, _open_grades(outcome.state))
@@ -204,7 +226,7 @@ class ResultProcessor:
             for alert in outcome.alerts
         ]
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return sends
+        return Plan(sends, (patient_key, dumped, outcome.state))
 
     def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
         if feed.kind == "treatment":

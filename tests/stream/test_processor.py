@@ -158,3 +158,21 @@ def test_state_cache_is_bounded() -> None:
         value = cbc(f"r{i}", 0, patient_id=f"P{i}", neutrophils=3.0).model_dump_json().encode()
         processor.handle(value, f"P{i}".encode(), origin(i))
     assert len(processor._states) == 3
+
+
+def test_a_message_redelivered_before_its_state_was_written_alerts_again(
+    processor: ResultProcessor,
+) -> None:
+    processor.handle(raw("r0", 0, neutrophils=3.0), b"MRN-0042", origin(0))
+    stored = processor.table[b"MRN-0042"]
+    # The worker died after planning (its alert never acknowledged) and before the write.
+    value = raw("r1", 24, neutrophils=0.4)
+    first = processor.plan(value, b"MRN-0042", origin(1))
+    assert first.write is not None
+    assert first.sends
+    assert processor.table[b"MRN-0042"] == stored
+    again = processor.plan(value, b"MRN-0042", origin(1))
+    assert [s.value for s in again.sends] == [s.value for s in first.sends]
+    processor.write(again)
+    # Once written, the same message is a duplicate and alerts nothing more.
+    assert processor.plan(value, b"MRN-0042", origin(1)).sends == []
