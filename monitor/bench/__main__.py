@@ -12,6 +12,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from monitor.bench.adapters import measure_adapters
 from monitor.bench.detector import cohort_values, measure_detector
 from monitor.bench.passthrough import measure_passthrough
 from monitor.bench.service import measure_latency, measure_memory, measure_throughput
@@ -35,6 +36,8 @@ def main() -> None:
         f"(validation + detection, {len(values):,} simulated results, {alerts:,} alerts)",
         flush=True,
     )
+    for name, (per_second, size) in measure_adapters().items():
+        print(f"parse {name}: {per_second:,.0f} messages/s (one CBC each, {size:,} bytes)")
     if args.detector_only:
         return
     with tempfile.TemporaryDirectory(prefix="cbc-bench-") as tmp, EmbeddedBroker() as broker:
