@@ -24,13 +24,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from aiokafka import AIOKafkaProducer
 
 from monitor.alert import Alert
 from monitor.broker import EmbeddedBroker, create_topics
-from monitor.kafka_io import follow, header
+from monitor.kafka_io import follow, header, publish_to
 from monitor.local import WorkerProcess
 from monitor.render import format_alert
 from monitor.replay import replay_messages, topic_names
@@ -131,28 +128,9 @@ async def publish_messages(
     """Send each message to its feed's topic keyed by ``key``, in order, at most ``rate`` per
     second, through one producer; wait for every ack. Returns the count sent per feed."""
     topics = topic_names(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
-    await producer.start()
-    sent: Counter[str] = Counter()
-    started = time.monotonic()
-    try:
-        pending: list[asyncio.Future[Any]] = []
-        for count, message in enumerate(messages):
-            if rate:
-                delay = started + count / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            pending.append(
-                await producer.send(topics[message.topic], message.value, key=message.key)
-            )
-            sent[message.topic] += 1
-            if len(pending) >= 1000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return sent
+    feed_of = {topic: feed for feed, topic in topics.items()}
+    sent = await publish_to(bootstrap, ((topics[m.topic], m.key, m.value) for m in messages), rate)
+    return Counter({feed_of[topic]: count for topic, count in sent.items()})
 
 
 async def _until_complete(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
@@ -21,20 +22,31 @@ async def publish(
     messages: Iterable[tuple[bytes | None, bytes]],
     rate: float | None = None,
 ) -> int:
-    """Send (key, value) pairs in order, at most ``rate`` per second; wait for every ack."""
+    """Send (key, value) pairs to ``topic`` in order, at most ``rate`` per second."""
+    sent = await publish_to(bootstrap, ((topic, key, value) for key, value in messages), rate)
+    return sum(sent.values())
+
+
+async def publish_to(
+    bootstrap: str,
+    messages: Iterable[tuple[str, bytes | None, bytes]],
+    rate: float | None = None,
+) -> Counter[str]:
+    """Send (topic, key, value) triples in order through one producer, at most ``rate`` per
+    second; wait for every acknowledgement. Returns how many went to each topic."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
-    sent = 0
+    sent: Counter[str] = Counter()
     started = time.monotonic()
     try:
         pending: list[asyncio.Future[Any]] = []
-        for key, value in messages:
+        for count, (topic, key, value) in enumerate(messages):
             if rate:
-                delay = started + sent / rate - time.monotonic()
+                delay = started + count / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             pending.append(await producer.send(topic, value, key=key))
-            sent += 1
+            sent[topic] += 1
             if len(pending) >= 1000:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -46,3 +46,47 @@ def test_offline_demo_prints_alerts_and_a_summary(capsys: pytest.CaptureFixture[
     assert "neutropenia" in out
     assert "results:" in out
     assert "dead letter" in out
+
+
+def test_split_messages_by_format() -> None:
+    from monitor.cli import split_messages
+
+    hl7 = b"MSH|^~\\&|A\rPID|1\r\nMSH|^~\\&|B\nPID|2\n"
+    assert [p for p, _ in split_messages(hl7, "hl7v2")] == ["message 1", "message 2"]
+    assert split_messages(hl7, "hl7v2")[1][1].startswith(b"MSH|^~\\&|B")
+    bundle = b'{\n "resourceType": "Bundle",\n "entry": []\n}\n'
+    assert split_messages(bundle, "fhir") == [("document", bundle)]
+    lines = b'{"resourceType": "Observation"}\n\n{"resourceType": "Observation"}\n'
+    assert [p for p, _ in split_messages(lines, "fhir")] == ["line 1", "line 3"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "position"),
+    [
+        (
+            "hl7v2",
+            b"MSH|^~\\&|LAB|X|MON|Y|20261110080000+0000||ORU^R01|1|P|2.5.1\rPID|1\r",
+            "message 1",
+        ),
+        ("fhir", b'{"resourceType": "Patient", "id": "x"}\n', "document"),
+        ("vitals", b'{"observation_id": "v"}\n', "line 1"),
+        ("treatments", b'{"event_id": "e", "patient_id": "MRN-SECRET-1", "kind": "x"}\n', "line 1"),
+    ],
+)
+def test_send_reports_a_bad_entry_by_position_and_sends_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    content: bytes,
+    position: str,
+) -> None:
+    # No broker listens there: a bad file must fail before any connection is tried.
+    monkeypatch.setenv("MONITOR_BROKER_URL", "kafka://127.0.0.1:9")
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    assert main(["send", "--format", fmt, str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: {position}:" in err
+    assert "nothing sent" in err
+    assert "MRN-SECRET-1" not in err
