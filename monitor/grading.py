@@ -105,9 +105,6 @@ CTCAE: dict[CtcaeVersion, dict[Analyte, GradeScale | None]] = {
     },
 }
 
-GRADED_ANALYTES: frozenset[Analyte] = frozenset(CTCAE["5.0"])
-
-
 def scale_for(analyte: str, version: str) -> GradeScale | None:
     """The scale of ``analyte`` under ``version``; None when that version does not grade it."""
     try:

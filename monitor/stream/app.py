@@ -224,8 +224,7 @@ class MonitorApp:
                 "grades": {c.value: g for c, g in grades.items()},
                 "open_episodes": {
                     c: {"grade": ep.grade, "dedup_key": ep.dedup_key}
-                    for c, ep in state.episodes.items()
-                    if ep.grade > 0
+                    for c, ep in state.open_episodes().items()
                 },
                 "ward": state.ward,
             }

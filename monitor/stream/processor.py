@@ -271,4 +271,4 @@ class ResultProcessor:
 def _open_grades(state: PatientState | None) -> dict[str, int]:
     if state is None:
         return {}
-    return {c: ep.grade for c, ep in state.episodes.items() if ep.grade > 0}
+    return {c: ep.grade for c, ep in state.open_episodes().items()}
