@@ -105,6 +105,7 @@ CTCAE: dict[CtcaeVersion, dict[Analyte, GradeScale | None]] = {
     },
 }
 
+
 def scale_for(analyte: str, version: str) -> GradeScale | None:
     """The scale of ``analyte`` under ``version``; None when that version does not grade it."""
     try:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,7 +24,7 @@ from monitor.intake import Rejected, validate_message
 from monitor.model import describe_validation_error, parse_result
 from monitor.settings import MonitorSettings
 from monitor.simulator import SimMessage
-from monitor.stream.processor import Feed, feeds_of
+from monitor.stream.processor import Feed, FeedKind, apply_event, feeds_of
 
 
 @dataclass
@@ -125,28 +126,18 @@ def replay_messages(
             report.dead_letters[verdict.code] += 1
             report.invalid[verdict.reason] += 1
             continue
-        if feed.kind == "treatment":
-            outcome = detector.process_treatment(report.states.get(verdict.patient_id), verdict)
-            report.treatments[outcome.disposition] += 1
-            record(verdict.patient_id, outcome)
-            continue
-        if feed.kind == "vital":
-            outcome = detector.process_vital(
-                report.states.get(verdict.patient_id), verdict, clock()
-            )
-            report.vitals[outcome.disposition] += 1
-            record(verdict.patient_id, outcome)
-            continue
         if feed.kind == "lab":
             # The worker forwards each result as canonical JSON and processes that.
             forwarded = [r.model_dump_json().encode() for r in verdict]
-            pairs = [(parse_result(raw), raw) for raw in forwarded]
+            events: list[tuple[FeedKind, Any, bytes]] = [
+                ("result", parse_result(raw), raw) for raw in forwarded
+            ]
         else:
-            pairs = [(verdict, message.value)]
-        for result, raw in pairs:
-            outcome = detector.process(
-                report.states.get(result.patient_id), result, clock(), raw_fingerprint(raw)
-            )
-            report.dispositions[outcome.disposition] += 1
-            record(result.patient_id, outcome)
+            events = [(feed.kind, verdict, message.value)]
+        for kind, item, raw in events:
+            state = report.states.get(item.patient_id)
+            outcome = apply_event(detector, kind, state, item, raw, clock())
+            tally = {"treatment": report.treatments, "vital": report.vitals}
+            tally.get(kind, report.dispositions)[outcome.disposition] += 1
+            record(item.patient_id, outcome)
     return report

@@ -101,6 +101,25 @@ def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
     }
 
 
+def apply_event(
+    detector: Detector,
+    kind: FeedKind,
+    state: PatientState | None,
+    item: Any,
+    raw: bytes,
+    now: datetime,
+) -> Outcome:
+    """Fold one parsed event of a feed (a result, treatment or temperature) into the state.
+
+    ``raw`` is the message the event came from: its hash tells a redelivered result.
+    """
+    if kind == "treatment":
+        return detector.process_treatment(state, item)
+    if kind == "vital":
+        return detector.process_vital(state, item, now)
+    return detector.process(state, item, now, raw_fingerprint(raw))
+
+
 class StateCache:
     """Decoded patient states of recently seen patients, bounded (least recently used goes).
 
@@ -229,11 +248,7 @@ class ResultProcessor:
         return Plan(sends, (patient_key, dumped, outcome.state))
 
     def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
-        if feed.kind == "treatment":
-            return self.detector.process_treatment(state, item)
-        if feed.kind == "vital":
-            return self.detector.process_vital(state, item, self.clock())
-        return self.detector.process(state, item, self.clock(), raw_fingerprint(raw))
+        return apply_event(self.detector, feed.kind, state, item, raw, self.clock())
 
     def failed(self, raw: bytes | None, key: bytes | None, origin: Origin, exc: Exception) -> Send:
         """A dead letter for a message whose processing raised: kept for replay, never dropped."""
