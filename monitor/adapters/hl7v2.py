@@ -8,8 +8,8 @@ Rules (see the adapter brief and CLINICAL.md section 3):
 
 - Segments end in CR; LF and CRLF are accepted too. MLLP framing, a BOM and surrounding
   whitespace are stripped. One message per call (a second MSH is an error).
-- Patient: PID-3, first repetition, CX.1; sex from PID-8 (F, M; anything else is unknown). An
-  OBR belongs to the last PID before it.
+- Patient: PID-3, first repetition, CX.1; sex from PID-8 (F, M; anything else is unknown); ward
+  from PV1-3.1 when sent. An OBR belongs to the last PID before it.
 - Specimen (``result_id``): OBR-3 (filler order number, EI.1), else SPM-2 (filler, then
   placer assigned id), else OBR-2 (placer order number). OBR panels with the same specimen id
   merge into one result; different specimens give separate results.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
@@ -233,6 +233,7 @@ def _tokenize(text: str, enc: _Encoding) -> list[_Segment]:
 class _Patient:
     patient_id: str
     sex: Sex | None
+    ward: str | None = None  # PV1-3.1, the point of care
 
 
 @dataclass(slots=True)
@@ -283,6 +284,9 @@ def _panels(segments: list[_Segment]) -> list[_Panel]:
         name = segment.name
         if name == "PID":
             patient = _patient(segment)
+        elif name == "PV1" and patient is not None:
+            # The assigned location's point of care; context only, so cut rather than refuse.
+            patient = replace(patient, ward=segment.get(3, 1)[:64] or None)
         elif name == "OBR":
             if patient is None:
                 raise AdapterError("no PID segment before OBR: the message names no patient")
@@ -295,7 +299,7 @@ def _panels(segments: list[_Segment]) -> list[_Panel]:
             panels[-1].observations.append((segment, label))
         elif name == "SPM" and panels and panels[-1].specimen is None:
             panels[-1].specimen = segment
-        # MSH, SFT, PD1, NK1, PV1, PV2, ORC, TQ1, NTE, CTD, FT1, CTI, Z-segments: not used.
+        # MSH, SFT, PD1, NK1, PV2, ORC, TQ1, NTE, CTD, FT1, CTI, Z-segments: not used.
     if not panels:
         raise AdapterError("no OBR segment in the message")
     return panels
@@ -463,6 +467,7 @@ def _result(
         "status": status,
         "sex": first.patient.sex,
         "components": components,
+        "context": {"ward": first.patient.ward},
     }
     try:
         return CBCResult.model_validate(document)

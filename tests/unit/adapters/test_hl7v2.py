@@ -757,3 +757,10 @@ def test_corrupted_realistic_message_gives_results_or_adapter_error(
     except AdapterError:
         return
     assert all(isinstance(r, CBCResult) for r in results)
+
+
+def test_the_ward_comes_from_pv1() -> None:
+    # cbc_auto_diff_v251.hl7 carries PV1|1|I|ONC4B^12^A^GENHOSP: the point of care is the ward.
+    assert only(load("cbc_auto_diff_v251.hl7")).context.ward == "ONC4B"
+    without = load("cbc_auto_diff_v251.hl7").replace(b"|ONC4B^12^A^GENHOSP|", b"||")
+    assert only(without).context.ward is None
