@@ -21,7 +21,7 @@ from monitor.kafka_io import bootstrap_of, follow, publish
 from monitor.model import describe_validation_error, parse_result
 from monitor.render import format_alert
 from monitor.replay import replay_messages, replay_values
-from monitor.settings import MonitorSettings, describe_settings_error
+from monitor.settings import load_settings
 
 
 def _print_summary(alerts: Sequence[Alert], results: int, invalid: int) -> None:
@@ -80,7 +80,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """The production worker; configured by MONITOR_* environment variables."""
-    from monitor.stream.worker import load_settings, run_worker
+    from monitor.stream.worker import run_worker
 
     return run_worker(load_settings())
 
@@ -91,14 +91,6 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     print(f"embedded broker on 127.0.0.1:{args.port} (kafka://127.0.0.1:{args.port})", flush=True)
     return run_foreground(args.port)
-
-
-def _settings_or_exit() -> MonitorSettings:
-    try:
-        return MonitorSettings()
-    except ValidationError as exc:
-        print(describe_settings_error(exc), file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def split_messages(data: bytes, fmt: str) -> list[tuple[str, bytes]]:
@@ -138,7 +130,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     """Publish a file of messages to its feed's topic, keyed by patient; all or nothing."""
     from monitor.stream.processor import feeds_of
 
-    settings = _settings_or_exit()
+    settings = load_settings()
     path = Path(args.file)
     try:
         data = path.read_bytes()
@@ -173,7 +165,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from monitor.demo import publish_messages
     from monitor.simulator import CohortSpec, simulate_cohort
 
-    settings = _settings_or_exit()
+    settings = load_settings()
     messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
     if args.expected:
         expected = replay_messages(messages, settings)
@@ -190,7 +182,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Follow the alert topic: one readable line per alert, or JSON lines with --json."""
-    settings = _settings_or_exit()
+    settings = load_settings()
 
     async def run() -> int:
         count = 0

@@ -7,6 +7,7 @@ A wrong value stops the worker at start with a message that names the variable
 from __future__ import annotations
 
 import json
+import sys
 from datetime import tzinfo
 from pathlib import Path
 from typing import Literal
@@ -122,6 +123,15 @@ def _read_local_codes(path: Path) -> dict[str, Analyte]:
         return {str(code): Analyte(analyte) for code, analyte in data.items()}
     except ValueError:
         raise ValueError("maps a code to something that is not a CBC analyte") from None
+
+
+def load_settings() -> MonitorSettings:
+    """Settings from the environment; a wrong one ends the process with its name (exit 2)."""
+    try:
+        return MonitorSettings()
+    except ValidationError as exc:
+        print(describe_settings_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def describe_settings_error(exc: ValidationError) -> str:

@@ -7,10 +7,9 @@ import logging
 import sys
 
 import uvloop
-from pydantic import ValidationError
 
 from monitor.broker import BrokerError, create_topics
-from monitor.settings import MonitorSettings, describe_settings_error
+from monitor.settings import MonitorSettings
 
 log = logging.getLogger("monitor.worker")
 
@@ -22,15 +21,6 @@ def quiet_payload_loggers(level: int) -> None:
     """Keep message-logging libraries at INFO or above, whatever level the operator asks for."""
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, level))
-
-
-def load_settings() -> MonitorSettings:
-    """Settings from the environment; a wrong one ends the process with its name (exit 2)."""
-    try:
-        return MonitorSettings()
-    except ValidationError as exc:
-        print(describe_settings_error(exc), file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def run_worker(settings: MonitorSettings) -> int:

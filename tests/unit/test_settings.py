@@ -49,3 +49,17 @@ def test_a_wrong_setting_is_named(
         MonitorSettings()
     message = describe_settings_error(caught.value)
     assert message.startswith(f"invalid setting {variable}:")
+
+
+def test_load_settings_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.settings import load_settings
+
+    monkeypatch.setenv("MONITOR_WEB_PORT", "not-a-port")
+    with pytest.raises(SystemExit) as caught:
+        load_settings()
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid setting MONITOR_WEB_PORT" in err
+    assert "not-a-port" not in err
