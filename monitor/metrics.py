@@ -88,6 +88,13 @@ class Metrics:
             ["condition", "grade"],
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "monitor_consumer_lag",
+            "Messages between the committed offset and the end of this worker's assigned"
+            " partitions, by input topic",
+            ["topic"],
+            registry=r,
+        )
         self.ready = Gauge(
             "monitor_ready", "1 once table recovery has finished, else 0", registry=r
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +62,23 @@ def _advertised_host(bind: str) -> str:
 
         return socket.gethostname()
     return bind
+
+
+def lag_by_topic(
+    topics: Iterable[str],
+    assignment: Iterable[Any],
+    end_of: Callable[[Any], int | None],
+    committed_of: Callable[[Any], int | None],
+) -> dict[str, int]:
+    """Consumer lag per input topic over the assigned partitions: end offset (from the last
+    fetch; unknown before one) minus committed offset (none yet: the group starts at 0)."""
+    lag = dict.fromkeys(topics, 0)
+    for tp in assignment:
+        if tp.topic in lag:
+            end = end_of(tp)
+            if end is not None:
+                lag[tp.topic] += max(0, end - (committed_of(tp) or 0))
+    return lag
 
 
 class MonitorApp:
@@ -154,6 +171,19 @@ class MonitorApp:
         if assignment != self._counted_assignment:
             self._counted_assignment = assignment
             self.processor.recount(v for v in self.table.values() if v is not None)
+        self._publish_lag(assignment)
+
+    def _publish_lag(self, assignment: frozenset[Any]) -> None:
+        consumer = self.app.consumer
+        lag = lag_by_topic(
+            self.processor.feeds,
+            assignment,
+            consumer.highwater,
+            # Faust keeps the offsets it committed (the next to read) per partition.
+            consumer._committed_offset.get,
+        )
+        for topic, behind in lag.items():
+            self.metrics.consumer_lag.labels(topic=topic).set(behind)
 
     # --- web -------------------------------------------------------------------------------
 

@@ -905,6 +905,16 @@ async def test_health_readiness_and_metrics(shared: Deployment) -> None:
 
     assert await asyncio.to_thread(eventually, counted)
     assert metric(workers, "monitor_results_consumed_total") >= len(values)
+    # Every input topic has a lag series; with everything processed and committed it drains.
+    def lag_series(worker: WorkerProcess) -> set[str]:
+        return {s.labels["topic"] for s in metric_samples(worker) if s.name == "monitor_consumer_lag"}
+
+    assert await asyncio.to_thread(
+        eventually, lambda: all(shared.results_topic in lag_series(w) for w in workers)
+    ), [lag_series(w) for w in workers]
+    assert await asyncio.to_thread(
+        eventually, lambda: metric(workers, "monitor_consumer_lag") == 0
+    )
     build = [s for w in workers for s in metric_samples(w) if s.name == "monitor_build_info"]
     assert all(s.labels.get("version") for s in build)
     for worker in workers:
