@@ -174,7 +174,7 @@ class MonitorApp:
         self._publish_lag(assignment)
 
     def _publish_lag(self, assignment: frozenset[Any]) -> None:
-        consumer = self.app.consumer
+        consumer: Any = self.app.consumer
         lag = lag_by_topic(
             self.processor.feeds,
             assignment,
