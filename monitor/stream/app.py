@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from monitor.dashboard.routes import install_dashboard
 from monitor.history import load_state
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
@@ -114,6 +115,8 @@ class MonitorApp:
         self._counted_assignment: frozenset[Any] | None = None
         self.app.timer(interval=2.0)(self._refresh_gauges)
         self._add_web_routes()
+        # The lab-ops page at /: its routes and the task folding the alert topic into its view.
+        self.dashboard = install_dashboard(self)
 
     @property
     def topic_partitions(self) -> dict[str, int]:

@@ -1,0 +1,108 @@
+"""Reads the whole alert topic, from the beginning, into a ``DashboardView``.
+
+A group-less consumer: every worker reads every partition (the dashboard shows the whole
+system whichever worker serves it) and commits nothing. It runs as a background task of the
+worker, so it never delays the worker's start or readiness; it retries when the broker is away
+and resumes where it stopped; cancelling the task stops the consumer. Nothing it logs carries
+an alert's content (patient ids and values): only counts and exception class names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from monitor.alert import Alert
+from monitor.dashboard.view import DashboardView
+from monitor.kafka_security import aiokafka_security_kwargs
+from monitor.settings import MonitorSettings
+
+log = logging.getLogger("monitor.dashboard")
+
+ConsumerFactory = Callable[[], Any]
+
+
+class AlertFeed:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        view: DashboardView,
+        consumer_factory: ConsumerFactory | None = None,
+        retry_s: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self.view = view
+        self.retry_s = retry_s
+        self.undecodable = 0
+        self._factory = consumer_factory or self._new_consumer
+        self._positions: dict[TopicPartition, int] = {}
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=",".join(self.settings.bootstrap_servers),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{self.settings.app_id}-dashboard",
+            **aiokafka_security_kwargs(self.settings),
+        )
+
+    def fold(self, value: bytes | None) -> bool:
+        """Apply one alert message; an undecodable one is counted and skipped, never logged."""
+        if value is None:
+            return False
+        try:
+            alert = Alert.model_validate_json(value)
+        except ValidationError:
+            self.undecodable += 1
+            return False
+        return self.view.apply(alert)
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting after a failure (the task's whole life)."""
+        while True:
+            try:
+                await self._consume_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker away, a metadata error: retry, do not die
+                log.warning(
+                    "dashboard alert feed failed with %s; retrying in %.0f s",
+                    type(exc).__name__,
+                    self.retry_s,
+                )
+            await asyncio.sleep(self.retry_s)
+
+    async def _consume_once(self) -> None:
+        consumer = self._factory()
+        try:
+            await consumer.start()
+            partitions = await self._partitions(consumer)
+            consumer.assign(partitions)
+            for tp in partitions:
+                if tp in self._positions:
+                    consumer.seek(tp, self._positions[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        self.fold(record.value)
+                    if records:
+                        self._positions[tp] = records[-1].offset + 1
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: Any) -> list[TopicPartition]:
+        """The alert topic's partitions, waiting until its metadata is known."""
+        topic = self.settings.alerts_topic
+        while not consumer.partitions_for_topic(topic):
+            await asyncio.sleep(self.retry_s)
+            await consumer.force_metadata_update()
+        return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]

@@ -1,0 +1,148 @@
+"""The dashboard's web routes on the worker's Faust web server, and its background feed.
+
+``GET /`` the page, ``GET /static/{name}`` its script, style sheet and icon (package data, no
+external asset anywhere), ``GET /api/dashboard`` the whole system's open episodes, counts and
+recent alerts, ``GET /api/episodes/{dedup_key}/trend`` one episode's analyte history, answered
+by the worker that owns the patient (Faust's router forwards the request there).
+
+Patient ids are masked in every response unless the request carries
+``Authorization: Bearer <MONITOR_API_TOKEN>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+
+from monitor.dashboard.feed import AlertFeed
+from monitor.dashboard.trend import episode_trend
+from monitor.dashboard.view import DashboardView, mask_patient_id
+from monitor.history import load_state
+from monitor.settings import MonitorSettings
+
+if TYPE_CHECKING:
+    from monitor.stream.app import MonitorApp
+
+# Every file the page needs, with its content type; anything else under /static is a 404.
+STATIC_TYPES = {
+    "index.html": "text/html",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
+
+# Only this origin's own files; no inline script or style, no framing, no form posts.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def security_headers() -> dict[str, str]:
+    """Headers of every dashboard response (a fresh dict: the web layer may keep it)."""
+    return {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+def load_static() -> dict[str, bytes]:
+    """The page's files from the package (read at start, so a packaging fault shows at once)."""
+    folder = files("monitor.dashboard").joinpath("static")
+    return {name: folder.joinpath(name).read_bytes() for name in STATIC_TYPES}
+
+
+def reveals_patient_ids(settings: MonitorSettings, authorization: str) -> bool:
+    """True when the request carries the API token (constant-time, like the patient API)."""
+    token = settings.api_token
+    if token is None:
+        return False
+    expected = f"Bearer {token.get_secret_value()}"
+    return hmac.compare_digest(authorization.encode(), expected.encode())
+
+
+def install_dashboard(monitor: MonitorApp) -> DashboardView:
+    """Register the dashboard's routes and its alert feed task on the worker's Faust app."""
+    app = monitor.app
+    settings = monitor.settings
+    table = monitor.table
+    view = DashboardView()
+    feed = AlertFeed(settings, view)
+    app.task(feed.run)
+    static = load_static()
+
+    def reveal(request: Request) -> bool:
+        return reveals_patient_ids(settings, request.headers.get("Authorization", ""))
+
+    def static_response(web: View, name: str) -> Response:
+        return web.bytes(static[name], content_type=STATIC_TYPES[name], headers=security_headers())
+
+    def trend_here(web: View, request: Request, dedup_key: str) -> Response:
+        """Answer from this worker's table: it owns the patient's partition."""
+        located = view.locate(dedup_key)
+        stored = table.get(located[0].encode()) if located is not None else None
+        if located is None or stored is None:
+            return not_found(web, "episode not known here yet")
+        patient_id, condition = located
+        revealed = reveal(request)
+        series = episode_trend(
+            load_state(stored),
+            condition,
+            settings.ctcae_version,
+            monitor.processor.detector.settings.default_lln,
+        )
+        body: dict[str, Any] = {
+            "dedup_key": dedup_key,
+            "patient": patient_id if revealed else mask_patient_id(patient_id),
+            "masked": not revealed,
+            "condition": condition,
+            "open": dedup_key in view.episodes,
+            "ctcae_version": settings.ctcae_version,
+            "series": series,
+        }
+        return web.json(body, headers=security_headers())
+
+    @app.page("/")
+    async def index(web: View, request: Request) -> Response:
+        return static_response(web, "index.html")
+
+    @app.page("/static/{name}")
+    class StaticFile(View):
+        async def get(self, request: Request, **params: Any) -> Response:
+            name = request.match_info["name"]
+            if name not in STATIC_TYPES or name == "index.html":
+                return not_found(self, "no such file")
+            return static_response(self, name)
+
+    @app.page("/api/dashboard")
+    async def dashboard(web: View, request: Request) -> Response:
+        body = view.snapshot(datetime.now(UTC), reveal=reveal(request))
+        return web.json(body, headers=security_headers())
+
+    @app.page("/api/episodes/{dedup_key}/trend")
+    class Trend(View):
+        async def get(self, request: Request, **params: Any) -> Response:
+            dedup_key = request.match_info["dedup_key"]
+            located = view.locate(dedup_key)
+            if located is None:
+                return not_found(self, "unknown episode")
+            try:
+                # The same request, headers included, goes to the owner, which resolves again.
+                response: Response = await app.router.route_req(
+                    table.name, located[0], self.web, request
+                )
+            except SameNode:
+                return trend_here(self, request, dedup_key)
+            return response
+
+    return view
+
+
+def not_found(web: View, reason: str) -> Response:
+    return web.json({"error": reason}, status=404, headers=security_headers())

@@ -1,0 +1,337 @@
+// The lab-ops dashboard: polls /api/dashboard every 2 s and draws it. No framework, nothing
+// loaded from elsewhere, no innerHTML: every value goes in through textContent.
+"use strict";
+
+(function () {
+  const POLL_MS = 2000;
+  const TOKEN_KEY = "cbc-monitor-api-token";
+  const FEED_SHOWN = 60;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  const state = {
+    data: null,
+    selected: null, // dedup_key of the episode whose trend is shown
+    trendFor: null, // "<dedup_key>|<last_event_at>|<masked>" of the trend on screen
+    trendBusy: false,
+    sortKey: "grade",
+    sortDesc: true,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined) continue;
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else node.setAttribute(name, value);
+    }
+    for (const child of children || []) node.appendChild(child);
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // --- the token ---------------------------------------------------------------------------
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  async function getJSON(url) {
+    const headers = { Accept: "application/json" };
+    const t = token();
+    if (t) headers.Authorization = "Bearer " + t;
+    const response = await fetch(url, { headers, cache: "no-store", credentials: "omit" });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = new Error(body.error || "HTTP " + response.status);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  function showMaskState(masked) {
+    const pill = $("mask-state");
+    if (!masked) {
+      pill.textContent = "ids shown";
+      pill.classList.add("revealed");
+    } else {
+      pill.textContent = token() ? "token not accepted: ids masked" : "ids masked";
+      pill.classList.remove("revealed");
+    }
+  }
+
+  // --- formatting --------------------------------------------------------------------------
+
+  function duration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    if (d > 0) return d + " d " + h + " h";
+    if (h > 0) return h + " h " + m + " m";
+    return m + " m";
+  }
+
+  function ago(nowIso, thenIso) {
+    const seconds = (Date.parse(nowIso) - Date.parse(thenIso)) / 1000;
+    return Number.isNaN(seconds) ? "" : duration(seconds) + " ago";
+  }
+
+  function when(iso) {
+    const t = new Date(iso);
+    if (Number.isNaN(t.getTime())) return iso;
+    return t.toLocaleString([], {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    });
+  }
+
+  function clock(iso) {
+    const t = new Date(iso);
+    return Number.isNaN(t.getTime()) ? "" : t.toLocaleTimeString([], { hour12: false });
+  }
+
+  const label = (condition) => condition.replace(/_/g, " ");
+
+  function gradeBadge(grade) {
+    return el("span", { class: "grade g" + grade, text: "G" + grade });
+  }
+
+  // --- episodes ----------------------------------------------------------------------------
+
+  function sortedEpisodes(episodes) {
+    const key = state.sortKey;
+    const sign = state.sortDesc ? -1 : 1;
+    return episodes.slice().sort((a, b) => {
+      const x = a[key] ?? "";
+      const y = b[key] ?? "";
+      if (x < y) return -sign;
+      if (x > y) return sign;
+      return a.dedup_key < b.dedup_key ? -1 : 1;
+    });
+  }
+
+  function renderEpisodes(data) {
+    const filter = $("condition-filter").value;
+    const shown = sortedEpisodes(data.episodes.filter((e) => !filter || e.condition === filter));
+    const rows = shown.map((e) => {
+      const row = el("tr", { "data-testid": "episode-row", "data-dedup-key": e.dedup_key }, [
+        el("td", { class: "patient", "data-testid": "episode-patient", text: e.patient }),
+        el("td", { "data-testid": "episode-condition", text: label(e.condition) }),
+        el("td", { "data-testid": "episode-grade" }, [gradeBadge(e.grade)]),
+        el("td", { class: "sev-" + e.severity, text: e.severity }),
+        el("td", { "data-testid": "episode-ward", text: e.ward || "\u2014" }),
+        el("td", { "data-testid": "episode-open-for", text: duration(e.open_seconds) }),
+        el("td", {
+          "data-testid": "episode-last-event",
+          title: when(e.last_event_at) + ": " + e.summary,
+          text: e.last_event + " " + ago(data.generated_at, e.last_event_at),
+        }),
+      ]);
+      if (e.dedup_key === state.selected) row.classList.add("selected");
+      row.addEventListener("click", () => select(e.dedup_key));
+      return row;
+    });
+    $("episodes-body").replaceChildren(...rows);
+    $("episodes-empty").hidden = rows.length > 0;
+    $("episode-count").textContent = String(data.episodes.length);
+    for (const th of document.querySelectorAll("th[data-sort]")) {
+      th.classList.toggle("sorted", th.dataset.sort === state.sortKey);
+    }
+  }
+
+  function renderFilter(data) {
+    const select = $("condition-filter");
+    const have = new Set([...select.options].map((o) => o.value));
+    for (const condition of Object.keys(data.counts)) {
+      if (!have.has(condition)) select.appendChild(el("option", { value: condition, text: label(condition) }));
+    }
+  }
+
+  function renderCounts(data) {
+    const rows = Object.entries(data.counts).map(([condition, byGrade]) =>
+      el("tr", { "data-condition": condition }, [
+        el("td", { class: "condition", text: label(condition) }),
+        ...["1", "2", "3", "4"].map((g) => {
+          const n = byGrade[g] || 0;
+          return el("td", {
+            class: (n ? "nonzero " : "") + "g" + g,
+            "data-testid": "count-cell",
+            "data-condition": condition,
+            "data-grade": g,
+            text: String(n),
+          });
+        }),
+      ]),
+    );
+    $("counts-body").replaceChildren(...rows);
+  }
+
+  function renderFeed(data) {
+    const items = data.recent.slice(0, FEED_SHOWN).map((a) =>
+      el("li", { "data-testid": "feed-item", "data-event": a.event, "data-dedup-key": a.dedup_key }, [
+        el("span", { class: "when", text: clock(a.emitted_at) }),
+        el("span", { class: "event " + a.event, text: a.event }),
+        el("strong", { text: label(a.condition) + " G" + a.grade }),
+        document.createTextNode(" \u00b7 "),
+        el("span", { class: "who", text: a.patient }),
+        document.createTextNode(a.ward ? " \u00b7 " + a.ward : ""),
+        el("span", { class: "summary", text: a.summary }),
+      ]),
+    );
+    $("feed-list").replaceChildren(...items);
+  }
+
+  // --- trend -------------------------------------------------------------------------------
+
+  function select(dedupKey) {
+    state.selected = dedupKey;
+    state.trendFor = null;
+    $("trend-panel").hidden = false;
+    $("trend-title").textContent = "Trend";
+    $("trend-note").textContent = "loading\u2026";
+    $("trend-charts").replaceChildren();
+    if (state.data) renderEpisodes(state.data);
+    refreshTrend();
+  }
+
+  async function refreshTrend() {
+    const key = state.selected;
+    if (!key || state.trendBusy || !state.data) return;
+    const episode = state.data.episodes.find((e) => e.dedup_key === key);
+    const version = key + "|" + (episode ? episode.last_event_at : "closed") + "|" + state.data.masked;
+    if (state.trendFor === version) return;
+    state.trendBusy = true;
+    try {
+      const trend = await getJSON("/api/episodes/" + encodeURIComponent(key) + "/trend");
+      if (state.selected !== key) return;
+      state.trendFor = version;
+      drawTrend(trend);
+    } catch (error) {
+      if (state.selected === key) $("trend-note").textContent = "trend not available yet (" + error.message + ")";
+    } finally {
+      state.trendBusy = false;
+    }
+  }
+
+  function drawTrend(trend) {
+    $("trend-title").textContent =
+      label(trend.condition) + " \u00b7 " + trend.patient + (trend.open ? "" : " \u00b7 resolved");
+    $("trend-note").textContent =
+      "CTCAE v" + trend.ctcae_version + "; dashed green: lower limit of normal; dotted: grade limits";
+    $("trend-charts").replaceChildren(...trend.series.map(chart));
+  }
+
+  function chart(series) {
+    const W = 720, H = 190, L = 56, R = 40, T = 22, B = 26;
+    const times = series.points.map((p) => new Date(p.at).getTime());
+    let t0 = Math.min(...times), t1 = Math.max(...times);
+    if (t1 - t0 < 3600e3) { t0 -= 12 * 3600e3; t1 += 12 * 3600e3; }
+    const marks = series.thresholds.map((t) => t.below);
+    if (series.lln !== null) marks.push(series.lln);
+    const top = Math.max(...series.points.map((p) => p.value), ...marks) * 1.12 || 1;
+    const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+    const y = (v) => T + (1 - v / top) * (H - T - B);
+    const root = svg("svg", {
+      class: "chart", viewBox: "0 0 " + W + " " + H, role: "img",
+      "data-testid": "trend-chart", "data-analyte": series.analyte,
+      "aria-label": series.label + " trend",
+    });
+    root.appendChild(svg("rect", { class: "frame", x: L, y: T, width: W - L - R, height: H - T - B }));
+    root.appendChild(svg("text", { class: "series-label", x: 4, y: 14 }, series.label + " (" + series.unit + ")"));
+    for (const limit of series.thresholds) {
+      if (limit.below > top) continue;
+      root.appendChild(svg("line", { class: "limit", x1: L, x2: W - R, y1: y(limit.below), y2: y(limit.below) }));
+      root.appendChild(svg("text", { class: "limit-label", x: W - R + 4, y: y(limit.below) + 3 }, "G" + limit.grade));
+    }
+    if (series.lln !== null) {
+      root.appendChild(svg("line", { class: "lln", x1: L, x2: W - R, y1: y(series.lln), y2: y(series.lln) }));
+      root.appendChild(svg("text", { class: "lln-label", x: W - R + 4, y: y(series.lln) + 3 }, "LLN"));
+    }
+    for (const v of [0, top / 2, top]) {
+      root.appendChild(svg("text", { class: "axis-label", x: L - 6, y: y(v) + 4, "text-anchor": "end" }, String(Number(v.toPrecision(3)))));
+    }
+    root.appendChild(svg("text", { class: "axis-label", x: L, y: H - 8 }, when(new Date(t0).toISOString())));
+    root.appendChild(svg("text", { class: "axis-label", x: W - R, y: H - 8, "text-anchor": "end" }, when(new Date(t1).toISOString())));
+    const d = series.points.map((p, i) => (i ? "L" : "M") + x(times[i]).toFixed(1) + " " + y(p.value).toFixed(1)).join(" ");
+    root.appendChild(svg("path", { class: "line", d, "data-testid": "trend-path" }));
+    series.points.forEach((p, i) => {
+      const dot = svg("circle", {
+        cx: x(times[i]).toFixed(1), cy: y(p.value).toFixed(1), r: 4,
+        class: p.status === "preliminary" ? "prelim" : "g" + (p.grade ?? 0),
+      });
+      dot.appendChild(svg("title", {}, when(p.at) + ": " + p.value + " " + series.unit + (p.grade !== null ? ", grade " + p.grade : "")));
+      root.appendChild(dot);
+    });
+    return root;
+  }
+
+  // --- the loop ----------------------------------------------------------------------------
+
+  let timer = null;
+
+  function schedule(ms) {
+    clearTimeout(timer);
+    timer = setTimeout(poll, ms);
+  }
+
+  async function poll() {
+    try {
+      const data = await getJSON("/api/dashboard");
+      state.data = data;
+      renderFilter(data);
+      renderEpisodes(data);
+      renderCounts(data);
+      renderFeed(data);
+      showMaskState(data.masked);
+      $("last-updated").textContent = "updated " + clock(data.generated_at) + " \u00b7 " + data.alerts_applied + " alerts read";
+      $("error-banner").hidden = true;
+      refreshTrend();
+    } catch (error) {
+      $("error-banner").textContent = "cannot reach the worker (" + error.message + "); retrying";
+      $("error-banner").hidden = false;
+    } finally {
+      schedule(POLL_MS);
+    }
+  }
+
+  function start() {
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = $("token-input").value.trim();
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      $("token-input").value = "";
+      state.trendFor = null;
+      schedule(0);
+    });
+    $("token-clear").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      state.trendFor = null;
+      schedule(0);
+    });
+    $("trend-close").addEventListener("click", () => {
+      state.selected = null;
+      $("trend-panel").hidden = true;
+      if (state.data) renderEpisodes(state.data);
+    });
+    $("condition-filter").addEventListener("change", () => state.data && renderEpisodes(state.data));
+    for (const th of document.querySelectorAll("th[data-sort]")) {
+      th.addEventListener("click", () => {
+        if (state.sortKey === th.dataset.sort) state.sortDesc = !state.sortDesc;
+        else { state.sortKey = th.dataset.sort; state.sortDesc = th.dataset.sort === "grade" || th.dataset.sort === "open_seconds"; }
+        if (state.data) renderEpisodes(state.data);
+      });
+    }
+    schedule(0);
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();

@@ -1,0 +1,105 @@
+"""One episode's trend chart data from the patient's stored state (pure).
+
+Values are in the analyte's canonical unit; each point is graded the way the detector grades it
+(lower limit: the patient's own, then the lab's, then the default for the patient's sex), so the
+chart's dots agree with the alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.analytes import DEFAULT_LLN, DISPLAY_NAME, Analyte, Condition, Sex
+from monitor.grading import CTCAE, CtcaeVersion, grade_with_scale
+from monitor.history import Entry, PatientState, Reading
+from monitor.units import CANONICAL_UNIT, from_canonical, to_canonical
+
+# What to draw for each condition: the analytes that grade it.
+TREND_ANALYTES: dict[str, tuple[Analyte, ...]] = {
+    Condition.ANEMIA: (Analyte.HEMOGLOBIN, Analyte.RBC),
+    Condition.LEUKOPENIA: (Analyte.WBC,),
+    Condition.NEUTROPENIA: (Analyte.NEUTROPHILS,),
+    Condition.LYMPHOPENIA: (Analyte.LYMPHOCYTES,),
+    Condition.THROMBOCYTOPENIA: (Analyte.PLATELETS,),
+    Condition.PANCYTOPENIA: (Analyte.HEMOGLOBIN, Analyte.WBC, Analyte.PLATELETS),
+    Condition.FEBRILE_NEUTROPENIA: (Analyte.NEUTROPHILS,),
+}
+
+
+def episode_trend(
+    state: PatientState,
+    condition: str,
+    version: CtcaeVersion = "5.0",
+    default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
+) -> list[dict[str, Any]]:
+    """One series per analyte of ``condition`` that has values, oldest point first."""
+    series = []
+    known_sex = next((e.sex for e in reversed(state.history) if e.sex), None)
+    for analyte in TREND_ANALYTES.get(condition, ()):
+        scale = CTCAE[version].get(analyte)
+        points = []
+        lln: float | None = None
+        for entry in state.history:
+            reading = entry.readings.get(analyte)
+            if reading is None:
+                continue
+            lln = _lln(state, entry, analyte, reading, default_lln, known_sex)
+            grade: int | None = None
+            if scale is not None:
+                in_unit = None
+                if lln is not None:
+                    in_unit = (
+                        reading.lln
+                        if reading.lln is not None and analyte not in state.lln_overrides
+                        else from_canonical(analyte, lln, reading.unit)
+                    )
+                grade = grade_with_scale(scale, analyte, reading.raw, reading.unit, in_unit)
+            points.append(
+                {
+                    "at": datetime.fromtimestamp(entry.collected_at, UTC).isoformat(),
+                    "value": reading.value,
+                    "grade": grade,
+                    "status": entry.status,
+                    "derived": reading.derived,
+                }
+            )
+        if not points:
+            continue
+        series.append(
+            {
+                "analyte": analyte.value,
+                "label": DISPLAY_NAME[analyte],
+                "unit": CANONICAL_UNIT[analyte],
+                "lln": lln,
+                "thresholds": [
+                    {"grade": g, "below": limit} for g, limit in (scale.below if scale else ())
+                ],
+                "points": points,
+            }
+        )
+    return series
+
+
+def _lln(
+    state: PatientState,
+    entry: Entry,
+    analyte: Analyte,
+    reading: Reading,
+    default_lln: Mapping[Analyte, Mapping[Sex, float]],
+    known_sex: str | None,
+) -> float | None:
+    """Canonical lower limit, in the detector's order of precedence."""
+    override = state.lln_overrides.get(analyte)
+    if override is not None:
+        return override
+    if reading.lln is not None:
+        return to_canonical(analyte, reading.lln, reading.unit)
+    limits = default_lln.get(analyte)
+    if not limits:
+        return None
+    sex = entry.sex or known_sex
+    if sex in (Sex.MALE, Sex.FEMALE):
+        return limits[Sex(sex)]
+    return min(limits.values())

@@ -1,0 +1,303 @@
+"""The lab-ops dashboard in headless Chromium, against two real workers on the embedded broker.
+
+Results go to Kafka, the workers publish alerts, every worker folds the alert topic into its
+dashboard view, and the page (served by either worker) shows the open episode, its trend chart
+(answered by the worker that owns the patient, forwarded there by Faust's router) and the
+resolve when it arrives, without a reload. Chromium is Debian's ``/usr/bin/chromium`` driven by
+playwright; no browser is downloaded. Waiting is by polling with deadlines (playwright's
+``expect`` and ``wait_for``), never fixed sleeps.
+
+``UPDATE_SCREENSHOT=1`` also writes the screenshot to ``docs/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+
+from monitor.broker import EmbeddedBroker
+from monitor.dashboard.view import mask_patient_id
+from monitor.kafka_io import publish
+from monitor.local import WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "dashboard-test-token-5e81"
+KAFKA_WAIT_MS = 40_000  # a result's alert reaching the page: normally well under 5 s
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+USED_PATIENT_IDS: set[str] = set()  # every id this module sends: none may reach a log
+
+
+class Deployment:
+    def __init__(self, broker: EmbeddedBroker, name: str, root: Path) -> None:
+        self.broker = broker
+        self.topics = {
+            feed: f"{name}.{feed}"
+            for feed in ("results", "hl7v2", "fhir", "treatments", "vitals", "alerts", "dlq")
+        }
+        env = {
+            "MONITOR_APP_ID": name,
+            "MONITOR_PARTITIONS": "2",
+            "MONITOR_API_TOKEN": TOKEN,
+            **{f"MONITOR_{feed.upper()}_TOPIC": topic for feed, topic in self.topics.items()},
+        }
+        self.workers = [
+            WorkerProcess(label, broker.url, root / label, env=env, log_dir=root / "logs")
+            for label in ("dash-1", "dash-2")
+        ]
+
+    def results(self, *results: dict[str, Any]) -> list[tuple[bytes | None, bytes]]:
+        return [(r["patient_id"].encode(), json.dumps(r).encode()) for r in results]
+
+    async def publish(self, *results: dict[str, Any]) -> None:
+        await publish(self.broker.bootstrap, self.topics["results"], self.results(*results))
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """Two workers sharing the partitions of their own topics, for this module's tests."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
+    name = f"dashboard-{uuid.uuid4().hex[:8]}"
+    deployment = Deployment(broker, name, tmp_path_factory.mktemp("dashboard"))
+    try:
+        for worker in deployment.workers:
+            worker.start()
+        deadline = time.monotonic() + 90
+        while not all(answers_ok(w, "/readyz") for w in deployment.workers):
+            for worker in deployment.workers:
+                if worker.proc is not None and worker.proc.poll() is not None:
+                    pytest.fail(f"{worker.name} exited; see {worker.log_path}")
+            assert time.monotonic() < deadline, "workers not ready in 90 s"
+            time.sleep(0.25)
+        yield deployment
+    finally:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda w: w.stop(), deployment.workers))
+
+
+def answers_ok(worker: WorkerProcess, path: str) -> bool:
+    try:
+        return worker.get(path)[0] == 200
+    except OSError:
+        return False
+
+
+def result(
+    result_id: str, patient: str, at: datetime, ward: str = "oncology-4b", **values: float
+) -> dict[str, Any]:
+    units = {"neutrophils": "10*9/L", "wbc": "10*9/L", "platelets": "10*9/L", "hemoglobin": "g/dL"}
+    return {
+        "result_id": result_id,
+        "patient_id": patient,
+        "collected_at": at.isoformat(),
+        "status": "final",
+        "sex": "female",
+        "components": {a: {"value": v, "unit": units[a]} for a, v in values.items()},
+        "context": {"ward": ward, "last_chemo_at": (at - timedelta(days=9)).isoformat()},
+    }
+
+
+def new_patient() -> str:
+    patient = f"MRN-{random.randrange(10**7, 10**8)}"
+    USED_PATIENT_IDS.add(patient)
+    return patient
+
+
+def row_of(page: Page, patient_text: str) -> Any:
+    return (
+        page.get_by_test_id("episode-row")
+        .filter(has_text=patient_text)
+        .filter(has_text="neutropenia")
+    )
+
+
+@pytest.mark.asyncio
+async def test_dashboard_shows_an_episode_its_trend_and_its_resolve(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    patient = new_patient()
+    masked = mask_patient_id(patient)
+    # Context for the page: two other patients with open episodes.
+    others = [
+        result(
+            "o1",
+            new_patient(),
+            now - timedelta(hours=30),
+            ward="hematology-2a",
+            platelets=38,
+        ),
+        result(
+            "o2",
+            new_patient(),
+            now - timedelta(minutes=50),
+            ward="oncology-4b",
+            hemoglobin=9.1,
+        ),
+    ]
+    await deployment.publish(
+        *others,
+        result("p1", patient, now - timedelta(days=3), neutrophils=2.9),
+        result("p2", patient, now - timedelta(hours=27), neutrophils=1.3),
+        result("p3", patient, now - timedelta(hours=3, minutes=12), neutrophils=0.4),
+    )
+
+    requests: list[str] = []
+    console_errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # A trend asked of a worker whose view lags by a moment is a 404 the page retries;
+        # anything else (a CSP violation, a missing file, a script error) is a fault.
+        where = urlsplit(message.location.get("url", "")).path
+        if message.type == "error" and not where.startswith("/api/episodes/"):
+            console_errors.append(message.text)
+
+    async with async_playwright() as playwright:
+        browser: Browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: console_errors.append(str(error)))
+            # The second worker serves the page: the view covers the whole system anyway.
+            serving = deployment.workers[1]
+            response = await page.goto(serving.url + "/")
+            assert response is not None
+            assert response.ok
+            assert "default-src 'self'" in (await response.all_headers())["content-security-policy"]
+
+            # 1. The episode shows, masked: G4 neutropenia, open since its G2 27 h ago.
+            row = row_of(page, masked)
+            await expect(row).to_have_count(1, timeout=KAFKA_WAIT_MS)
+            await expect(row.get_by_test_id("episode-grade")).to_have_text("G4")
+            await expect(row.get_by_test_id("episode-ward")).to_have_text("oncology-4b")
+            await expect(row.get_by_test_id("episode-open-for")).to_have_text("1 d 3 h")
+            assert patient not in await page.content()
+            await expect(page.get_by_test_id("mask-state")).to_have_text("ids masked")
+            cell = page.locator(
+                '[data-testid="count-cell"][data-condition="neutropenia"][data-grade="4"]'
+            )
+            await expect(cell).to_have_text("1")
+
+            # 2. With the token, the same row shows the real id.
+            await page.get_by_test_id("token-input").fill(TOKEN)
+            await page.get_by_test_id("token-save").click()
+            row = row_of(page, patient)
+            await expect(row).to_have_count(1, timeout=10_000)
+            await expect(page.get_by_test_id("mask-state")).to_have_text("ids shown")
+
+            # 3. Clicking it draws the ANC trend: three results, one path through them.
+            await row.click()
+            path = page.get_by_test_id("trend-path")
+            await expect(path).to_have_count(1, timeout=15_000)
+            d = await path.get_attribute("d") or ""
+            assert d.startswith("M"), d
+            assert d.count("L") == 2, d
+            await expect(page.get_by_test_id("trend-chart")).to_have_attribute(
+                "data-analyte", "neutrophils"
+            )
+            await expect(page.get_by_test_id("trend-title")).to_contain_text(patient)
+
+            shot = tmp_path / "dashboard.png"
+            await page.screenshot(path=str(shot))
+            assert shot.read_bytes().startswith(PNG_MAGIC)
+            if os.environ.get("UPDATE_SCREENSHOT") == "1":
+                DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+            # 4. A recovery resolves the episode: the row goes, the feed says so, no reload.
+            navigations = len([u for u in requests if urlsplit(u).path == "/"])
+            await deployment.publish(
+                result("p4", patient, now - timedelta(minutes=5), neutrophils=2.6)
+            )
+            await expect(row).to_have_count(0, timeout=KAFKA_WAIT_MS)
+            resolved = page.locator('[data-testid="feed-item"][data-event="resolved"]').filter(
+                has_text=patient
+            )
+            await expect(resolved).to_have_count(1)
+            await expect(resolved).to_contain_text("neutropenia")
+            await expect(page.get_by_test_id("trend-title")).to_contain_text("resolved")
+            assert len([u for u in requests if urlsplit(u).path == "/"]) == navigations
+        finally:
+            await browser.close()
+
+    assert requests, "the page made no request at all"
+    outside = [u for u in requests if urlsplit(u).hostname not in LOCAL_HOSTS]
+    assert outside == [], f"requests left localhost: {outside}"
+    assert console_errors == [], console_errors
+
+
+def test_trend_is_forwarded_to_the_owner_and_masked_without_the_token(
+    deployment: Deployment,
+) -> None:
+    """Both workers answer a trend: the one not owning the patient forwards to the other."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    patient = new_patient()
+    asyncio.run(
+        deployment.publish(result("f1", patient, now - timedelta(hours=1), neutrophils=0.7))
+    )
+    first, second = deployment.workers
+    deadline = time.monotonic() + KAFKA_WAIT_MS / 1000
+    keys: list[str] = []
+    while time.monotonic() < deadline:
+        views = [
+            w.get("/api/dashboard", {"Authorization": f"Bearer {TOKEN}"})[1]
+            for w in (first, second)
+        ]
+        keys = [
+            e["dedup_key"]
+            for e in views[0]["episodes"] + views[1]["episodes"]
+            if e["patient"] == patient
+        ]
+        if len(keys) == 2:
+            break
+        time.sleep(0.25)
+    assert len(keys) == 2, "both workers must show the episode"
+    assert keys[0] == keys[1]
+    # Faust's own router names the owner: the other worker can only answer by forwarding.
+    status, owner = first.get(f"/router/patients/{patient}/")
+    assert status == 200
+    owners = [w for w in (first, second) if urlsplit(str(owner)).port == w.web_port]
+    assert len(owners) == 1, (owner, first.web_port, second.web_port)
+    answers = [w.get(f"/api/episodes/{keys[0]}/trend") for w in (first, second)]
+    assert [status for status, _ in answers] == [200, 200], answers
+    assert answers[0][1] == answers[1][1]
+    body = answers[0][1]
+    assert body["patient"] == mask_patient_id(patient)
+    assert patient not in json.dumps(answers)
+    assert [p["value"] for p in body["series"][0]["points"]] == [0.7]
+    for worker in deployment.workers:
+        log = worker.log_path.read_text()
+        assert not [p for p in USED_PATIENT_IDS if p in log], f"patient id in {worker.log_path}"

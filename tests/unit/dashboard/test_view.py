@@ -1,0 +1,185 @@
+"""The dashboard's view folded from alerts: episodes, counts, the feed, masking, JSON shape."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from monitor.alert import Alert
+from monitor.dashboard.view import DashboardView, mask_patient_id
+from monitor.model import CBCResult
+from tests.builders import T0, cbc, replay
+
+PATIENT = "MRN-0042"
+
+
+def first_alerts(result: CBCResult) -> list[Alert]:
+    """The alerts of one patient's first result (each patient needs a state of its own)."""
+    return replay([result])[1]
+
+
+def neutropenia_course() -> list[Alert]:
+    """new G3 -> worsened G4 -> improved G2 -> resolved, for one patient."""
+    _, alerts, _ = replay(
+        [
+            cbc("r1", 0, patient_id=PATIENT, neutrophils=0.8),
+            cbc("r2", 24, patient_id=PATIENT, neutrophils=0.4),
+            cbc("r3", 48, patient_id=PATIENT, neutrophils=1.2),
+            cbc("r4", 72, patient_id=PATIENT, neutrophils=2.5),
+        ]
+    )
+    assert [(a.event, a.grade) for a in alerts] == [
+        ("new", 3),
+        ("worsened", 4),
+        ("improved", 2),
+        ("resolved", 0),
+    ]
+    return alerts
+
+
+def test_new_opens_an_episode_with_its_context() -> None:
+    new = neutropenia_course()[0]
+    view = DashboardView()
+    assert view.apply(new)
+    (episode,) = view.episodes.values()
+    assert episode.dedup_key == new.dedup_key
+    assert (episode.condition, episode.grade, episode.severity) == ("neutropenia", 3, "critical")
+    assert episode.ward == "oncology-4b"
+    assert episode.opened_at == T0
+    assert episode.last_event == "new"
+
+
+def test_worsened_and_improved_update_grade_but_keep_the_opening_time() -> None:
+    new, worsened, improved, _ = neutropenia_course()
+    view = DashboardView()
+    view.apply(new)
+    view.apply(worsened)
+    episode = view.episodes[new.dedup_key]
+    assert (episode.grade, episode.last_event, episode.severity) == (4, "worsened", "critical")
+    view.apply(improved)
+    assert (episode.grade, episode.last_event) == (2, "improved")
+    # The episode's severity follows its grade, not the improved alert's "info".
+    assert episode.severity == "warning"
+    assert episode.opened_at == T0
+    assert episode.last_event_at == T0 + timedelta(hours=48)
+
+
+def test_resolved_removes_the_episode_and_a_late_repeat_does_not_reopen_it() -> None:
+    course = neutropenia_course()
+    view = DashboardView()
+    for alert in course:
+        view.apply(alert)
+    assert view.episodes == {}
+    assert [a.event for a in view.recent] == ["resolved", "improved", "worsened", "new"]
+    # A redelivered alert of that episode (same id) and an unseen one both change nothing.
+    assert not view.apply(course[1])
+    late = course[0].model_copy(update={"alert_id": "late-redelivery"})
+    assert not view.apply(late)
+    assert view.episodes == {}
+    assert view.locate(course[0].dedup_key) == (PATIENT, "neutropenia")
+
+
+def test_duplicate_alert_ids_are_ignored() -> None:
+    new, worsened, *_ = neutropenia_course()
+    view = DashboardView()
+    assert view.apply(new)
+    assert view.apply(worsened)
+    assert not view.apply(new)
+    assert not view.apply(worsened)
+    assert len(view.recent) == 2
+    assert view.alerts_applied == 2
+    assert view.episodes[new.dedup_key].grade == 4
+
+
+def test_an_episode_first_seen_mid_course_is_shown_from_that_alert() -> None:
+    worsened = neutropenia_course()[1]
+    view = DashboardView()
+    view.apply(worsened)
+    assert view.episodes[worsened.dedup_key].opened_at == worsened.collected_at
+
+
+def test_counts_by_condition_and_grade_include_zeros() -> None:
+    alerts = [
+        *first_alerts(cbc("a1", 0, patient_id="P-A", neutrophils=0.4, platelets=40)),
+        *first_alerts(cbc("b1", 0, patient_id="P-B", neutrophils=0.3)),
+        *first_alerts(cbc("c1", 0, patient_id="P-C", neutrophils=1.2)),
+    ]
+    view = DashboardView()
+    for alert in alerts:
+        view.apply(alert)
+    counts = view.counts()
+    assert counts["neutropenia"] == {"1": 0, "2": 1, "3": 0, "4": 2}
+    assert counts["thrombocytopenia"] == {"1": 0, "2": 0, "3": 1, "4": 0}
+    assert counts["anemia"] == {"1": 0, "2": 0, "3": 0, "4": 0}
+    assert sum(sum(row.values()) for row in counts.values()) == len(view.episodes) == 4
+
+
+def test_the_feed_is_a_bounded_ring_buffer_newest_first() -> None:
+    view = DashboardView(recent_max=3)
+    course = neutropenia_course()
+    for alert in course:
+        view.apply(alert)
+    assert [a.alert_id for a in view.recent] == [a.alert_id for a in reversed(course[1:])]
+
+
+def test_mask_keeps_at_most_four_characters_and_hides_at_least_four() -> None:
+    assert mask_patient_id("MRN-0042") == "\u2022\u2022\u2022\u20220042"
+    assert mask_patient_id("MRN-0000123456") == "\u2022\u2022\u2022\u20223456"
+    assert mask_patient_id("P-12345") == "\u2022\u2022\u2022\u2022345"
+    assert mask_patient_id("P-1") == "\u2022\u2022\u2022\u2022"
+    assert mask_patient_id("") == "\u2022\u2022\u2022\u2022"
+
+
+def test_snapshot_masks_every_patient_id_unless_revealed() -> None:
+    view = DashboardView()
+    for alert in neutropenia_course()[:2]:
+        view.apply(alert)
+    now = T0 + timedelta(hours=27, minutes=12)
+    masked = view.snapshot(now, reveal=False)
+    assert PATIENT not in json.dumps(masked)
+    assert masked["masked"] is True
+    assert masked["episodes"][0]["patient"] == mask_patient_id(PATIENT)
+    assert {item["patient"] for item in masked["recent"]} == {mask_patient_id(PATIENT)}
+    revealed = view.snapshot(now, reveal=True)
+    assert revealed["masked"] is False
+    assert revealed["episodes"][0]["patient"] == PATIENT
+
+
+def test_snapshot_json_shape() -> None:
+    view = DashboardView()
+    for alert in neutropenia_course()[:2]:
+        view.apply(alert)
+    now = datetime(2026, 11, 2, 11, 12, tzinfo=UTC)
+    body = json.loads(json.dumps(view.snapshot(now, reveal=False)))
+    assert set(body) == {"generated_at", "masked", "alerts_applied", "episodes", "counts", "recent"}
+    assert body["generated_at"] == now.isoformat()
+    (episode,) = body["episodes"]
+    assert set(episode) == {
+        "dedup_key",
+        "patient",
+        "condition",
+        "grade",
+        "severity",
+        "ward",
+        "opened_at",
+        "open_seconds",
+        "last_event",
+        "last_event_at",
+        "summary",
+    }
+    assert episode["open_seconds"] == 27 * 3600 + 12 * 60
+    assert episode["grade"] == 4
+    assert [r["event"] for r in body["recent"]] == ["worsened", "new"]
+    assert set(body["recent"][0]) >= {"alert_id", "event", "condition", "grade", "emitted_at"}
+
+
+def test_episodes_are_listed_worst_grade_first() -> None:
+    alerts = [
+        *first_alerts(cbc("x1", 0, patient_id="P-X", neutrophils=1.2)),
+        *first_alerts(cbc("y1", 5, patient_id="P-Y", neutrophils=0.3)),
+    ]
+    view = DashboardView()
+    for alert in alerts:
+        view.apply(alert)
+    grades = [e["grade"] for e in view.snapshot(T0 + timedelta(days=1), reveal=True)["episodes"]]
+    assert grades == [4, 2]
