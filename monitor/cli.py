@@ -216,7 +216,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.simulator import CohortSpec
 
     spec = CohortSpec(seed=args.seed, patients=args.patients, days=args.days)
-    return run_demo(spec, workers=args.workers, rate=args.rate, quiet=args.quiet)
+    return run_demo(
+        spec,
+        workers=args.workers,
+        rate=args.rate,
+        quiet=args.quiet,
+        keep_running=args.keep_running,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--rate", type=float, default=150.0, help="messages per second")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the summary, keep the workers and their dashboard up until Ctrl-C",
+    )
     demo.set_defaults(func=cmd_demo)
 
     replay = sub.add_parser("replay", help="run a JSON-lines file through the detector offline")

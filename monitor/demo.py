@@ -159,9 +159,17 @@ async def _until_complete(
 
 
 async def run_demo_async(
-    spec: CohortSpec, workers: int, rate: float, wait_s: float, quiet: bool
+    spec: CohortSpec,
+    workers: int,
+    rate: float,
+    wait_s: float,
+    quiet: bool,
+    report: DemoReport | None = None,
+    keep_running: bool = False,
 ) -> DemoReport:
-    report = DemoReport()
+    """Run the demo; with ``keep_running``, print the summary and keep the broker and workers
+    (and so the dashboard) up until the process is interrupted."""
+    report = report if report is not None else DemoReport()
     messages = simulate_cohort(spec)
     report.results = len(messages)
     with tempfile.TemporaryDirectory(prefix="cbc-demo-") as tmp, EmbeddedBroker() as broker:
@@ -181,7 +189,10 @@ async def run_demo_async(
             for proc in procs:
                 await asyncio.to_thread(proc.wait_ready)
             for proc in procs:
-                print(f"{proc.name} ready: metrics at {proc.url}/metrics", flush=True)
+                print(
+                    f"{proc.name} ready: dashboard at {proc.url}/, metrics at {proc.url}/metrics",
+                    flush=True,
+                )
             await create_topics(
                 broker.bootstrap,
                 {
@@ -207,6 +218,13 @@ async def run_demo_async(
             others = {a.alert_id for a in report.alerts if a.condition != FEBRILE_NEUTROPENIA}
             report.missing = len(expected.ids - others)
             report.unexpected = len(others - expected.ids)
+            if keep_running:
+                print_summary(report)
+                print(
+                    f"\nstill running: dashboard at {procs[0].url}/ ; press Ctrl-C to stop",
+                    flush=True,
+                )
+                await asyncio.Event().wait()
         finally:
             for proc in procs:
                 proc.stop()
@@ -256,10 +274,17 @@ def run_demo(
     rate: float = 150.0,
     timeout: float = 60.0,
     quiet: bool = False,
+    keep_running: bool = False,
 ) -> int:
     started = time.monotonic()
-    report = asyncio.run(run_demo_async(spec, workers, rate, timeout, quiet))
-    print_summary(report)
+    report = DemoReport()
+    try:
+        asyncio.run(run_demo_async(spec, workers, rate, timeout, quiet, report, keep_running))
+    except KeyboardInterrupt:
+        if not keep_running:
+            raise
+    else:
+        print_summary(report)
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     if report.missing:
         print(json.dumps({"error": f"{report.missing} expected alerts never arrived"}))
