@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--max", type=int, default=0, help="stop after this many alerts")
     tail.add_argument("--idle-timeout", type=float, default=None, help="stop after S idle seconds")
     tail.set_defaults(func=cmd_tail)
+
+    from monitor.bridge.command import add_bridge_parser  # bridge alertmanager|pagerduty
+
+    add_bridge_parser(sub)
     return parser
 
 

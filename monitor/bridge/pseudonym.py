@@ -1,0 +1,63 @@
+"""Patient references for paging labels: a keyed hash, never the patient id itself.
+
+Alertmanager labels end up in notifications, chat channels and logs, so a label must not name
+the patient. ``patient_ref`` = HMAC-SHA256(key, patient_id), truncated: stable for a patient (so
+inhibition can match alerts of the same patient) and useless without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+PSEUDONYM_KEY_ENV = "MONITOR_PSEUDONYM_KEY"
+MIN_KEY_LENGTH = 16
+REF_HEX_DIGITS = 16
+
+
+class PseudonymKeyError(ValueError):
+    """No usable pseudonym key: the bridge must not start."""
+
+
+def load_pseudonym_key(env: Mapping[str, str], key_file: Path | None = None) -> bytes:
+    """The key from ``key_file`` if given, else from ``MONITOR_PSEUDONYM_KEY``."""
+    if key_file is not None:
+        try:
+            key = key_file.read_text().strip()
+        except OSError as exc:
+            raise PseudonymKeyError(
+                f"cannot read the pseudonym key file {key_file}: {exc.strerror}"
+            ) from None
+        origin = f"the pseudonym key file {key_file}"
+    else:
+        key = env.get(PSEUDONYM_KEY_ENV, "").strip()
+        origin = PSEUDONYM_KEY_ENV
+    if not key:
+        raise PseudonymKeyError(
+            f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or pass --pseudonym-key-file "
+            "(patient references in paging labels are keyed hashes of the patient id)"
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise PseudonymKeyError(f"{origin} is shorter than {MIN_KEY_LENGTH} characters")
+    return key.encode()
+
+
+class Pseudonymizer:
+    """``patient_ref`` for a patient id: the first 16 hex digits of HMAC-SHA256(key, id)."""
+
+    def __init__(self, key: bytes, digits: int = REF_HEX_DIGITS) -> None:
+        if not key:
+            raise PseudonymKeyError("the pseudonym key is empty")
+        self._key = key
+        self._digits = digits
+        self._ref = lru_cache(maxsize=65_536)(self._compute)
+
+    def _compute(self, patient_id: str) -> str:
+        digest = hmac.new(self._key, patient_id.encode(), hashlib.sha256).hexdigest()
+        return digest[: self._digits]
+
+    def __call__(self, patient_id: str) -> str:
+        return self._ref(patient_id)

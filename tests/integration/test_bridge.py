@@ -1,0 +1,568 @@
+"""The paging bridge against a real Alertmanager and a local PagerDuty-shaped receiver.
+
+Alerts are the detector's own (``Detector.process`` on canonical results, stamped now), published
+with aiokafka to a topic of the test's own on the embedded broker. The Alertmanager bridge runs as
+a real ``cbc-monitor bridge alertmanager`` child process; Alertmanager is the Debian
+``prometheus-alertmanager`` binary started with the shipped deploy/alertmanager/alertmanager.yml.
+Everything is checked through Alertmanager's ``GET /api/v2/alerts``, polling with deadlines. The
+keep-alive test (1 s interval) and the PagerDuty test (a local aiohttp receiver shaped like
+``/v2/enqueue``) run the same ``Bridge`` in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from monitor.alert import Alert
+from monitor.bridge.alertmanager import AlertmanagerOutput
+from monitor.bridge.pagerduty import PagerDutyOutput
+from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.bridge.runner import Bridge, BridgeOptions
+from monitor.broker import EmbeddedBroker, create_topics, die_with_parent_hook, find_free_port
+from monitor.detector import Detector
+from monitor.history import PatientState
+from monitor.kafka_io import publish
+from monitor.model import CBCResult
+from monitor.settings import MonitorSettings
+from tests.builders import cbc
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+PSEUDONYM_KEY = "integration-pseudonym-key-5d1c9a"
+PARTITIONS = 4
+WAIT_S = 30.0
+# Long enough that a stale labelset cannot expire (endsAt = now + 4 x 30 s) while a test waits.
+RESEND_INTERVAL_S = 30
+
+
+def patient_ref(patient_id: str) -> str:
+    return hmac.new(PSEUDONYM_KEY.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Alerts from the real detector
+
+
+class Patients:
+    """Each patient's detector state, so results can be fed a few at a time."""
+
+    def __init__(self) -> None:
+        self.detector = Detector()
+        self.states: dict[str, PatientState | None] = {}
+
+    def alerts(self, *results: CBCResult) -> list[Alert]:
+        alerts: list[Alert] = []
+        for result in results:
+            outcome = self.detector.process(
+                self.states.get(result.patient_id), result, datetime.now(UTC)
+            )
+            self.states[result.patient_id] = outcome.state
+            alerts.extend(outcome.alerts)
+        return alerts
+
+
+def send(broker: EmbeddedBroker, topic: str, alerts: Sequence[Alert]) -> None:
+    messages = [(a.patient_id.encode(), a.model_dump_json().encode()) for a in alerts]
+    assert asyncio.run(publish(broker.bootstrap, topic, messages)) == len(messages)
+
+
+def by(alerts: Sequence[Alert], condition: str) -> Alert:
+    (alert,) = [a for a in alerts if a.condition == condition]
+    return alert
+
+
+# --------------------------------------------------------------------------------------------
+# Alertmanager and the bridge as child processes
+
+
+def alertmanager_binary() -> str:
+    for name in ("prometheus-alertmanager", "alertmanager"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(
+        "no Alertmanager binary (prometheus-alertmanager or alertmanager) on PATH: "
+        "install the Debian package prometheus-alertmanager"
+    )
+
+
+@dataclass
+class Child:
+    """A child process in its own process group, logging to a file, never outliving the test."""
+
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Child:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent_hook(),
+        )
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.proc.returncode if self.proc else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+
+class Alertmanager:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / "alertmanager.yml"
+        shutil.copy(SHIPPED_CONFIG, config)
+        self.port = find_free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.child = Child(
+            [
+                alertmanager_binary(),
+                f"--config.file={config}",
+                f"--storage.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            root / "alertmanager.log",
+        )
+
+    def start(self) -> Alertmanager:
+        self.child.start()
+        wait_for("Alertmanager to answer", self._ready)
+        return self
+
+    def _ready(self) -> bool:
+        if not self.child.running():
+            raise AssertionError(f"Alertmanager exited:\n{self.child.log()}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response,
+        ):
+            return bool(response.status == 200)
+        return False
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active, inhibited and silenced alerts (resolved ones are not listed)."""
+        with urllib.request.urlopen(self.url + "/api/v2/alerts", timeout=5) as response:
+            alerts: list[dict[str, Any]] = json.loads(response.read())
+        return alerts
+
+    def episodes(self, dedup_keys: set[str]) -> list[tuple[str, str]]:
+        """(condition, grade) of every alert of these episodes, sorted, repeats included."""
+        return sorted(
+            (a["labels"]["condition"], a["labels"]["grade"])
+            for a in self.alerts()
+            if a["labels"].get("dedup_key") in dedup_keys
+        )
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    manager = Alertmanager(tmp_path / "alertmanager").start()
+    try:
+        yield manager
+    finally:
+        manager.child.stop()
+
+
+@pytest.fixture
+def alert_topic(broker: EmbeddedBroker, unique_name: str) -> str:
+    topic = f"{unique_name}.alerts"
+    asyncio.run(create_topics(broker.bootstrap, {topic: PARTITIONS}))
+    return topic
+
+
+def bridge_process(
+    broker: EmbeddedBroker, topic: str, manager: Alertmanager, group: str, log: Path
+) -> Child:
+    env = {
+        **os.environ,
+        "MONITOR_BROKER_URL": broker.url,
+        "MONITOR_ALERTS_TOPIC": topic,
+        "MONITOR_PSEUDONYM_KEY": PSEUDONYM_KEY,
+    }
+    argv = [sys.executable, "-m", "monitor.cli", "bridge", "alertmanager", "--url", manager.url]
+    argv += ["--group", group, "--resend-interval", str(RESEND_INTERVAL_S)]
+    return Child(argv, log, env=env)
+
+
+@pytest.fixture
+def bridges(
+    broker: EmbeddedBroker, alert_topic: str, alertmanager: Alertmanager, tmp_path: Path
+) -> Iterator[Callable[[], Child]]:
+    """Starts bridge processes (one consumer group per test); stops them all afterwards."""
+    started: list[Child] = []
+    group = f"{alert_topic}.bridge"
+
+    def start() -> Child:
+        log = tmp_path / f"bridge-{len(started) + 1}.log"
+        child = bridge_process(broker, alert_topic, alertmanager, group, log)
+        started.append(child.start())
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in started:
+            child.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Alertmanager
+
+
+def test_an_episode_fires_with_routing_labels_then_resolves(
+    broker: EmbeddedBroker,
+    alert_topic: str,
+    alertmanager: Alertmanager,
+    bridges: Callable[[], Child],
+) -> None:
+    patients = Patients()
+    patient = "MRN-BRIDGE-7731"
+    assert patients.alerts(cbc("b1", 0, patient_id=patient, neutrophils=4.0)) == []
+    (new,) = patients.alerts(cbc("b2", 24, patient_id=patient, neutrophils=0.7))
+    bridge = bridges()
+    send(broker, alert_topic, [new])
+
+    def firing() -> list[dict[str, Any]]:
+        assert bridge.running(), bridge.log()
+        return [a for a in alertmanager.alerts() if a["labels"].get("dedup_key") == new.dedup_key]
+
+    (alert,) = wait_for("the episode to fire in Alertmanager", firing)
+    assert alert["labels"] == {
+        "alertname": "CytopeniaEpisode",
+        "source": "cbc-monitor",
+        "condition": "neutropenia",
+        "severity": "critical",
+        "grade": "3",
+        "ward": "oncology-4b",
+        "dedup_key": new.dedup_key,
+        "patient_ref": patient_ref(patient),
+    }
+    assert alert["status"]["state"] == "active"
+    assert [r["name"] for r in alert["receivers"]] == ["pager"]
+    assert alert["annotations"]["patient_id"] == patient
+    assert alert["annotations"]["summary"] == new.summary
+    assert all(patient not in value for value in alert["labels"].values())
+
+    (resolved,) = patients.alerts(cbc("b3", 48, patient_id=patient, neutrophils=3.5))
+    assert resolved.event == "resolved"
+    send(broker, alert_topic, [resolved])
+    wait_for("the episode to resolve", lambda: not firing())
+    assert bridge.running(), bridge.log()
+
+
+def test_pancytopenia_inhibits_its_components_for_the_same_patient_only(
+    broker: EmbeddedBroker,
+    alert_topic: str,
+    alertmanager: Alertmanager,
+    bridges: Callable[[], Child],
+) -> None:
+    patients = Patients()
+    sick, other = "MRN-BRIDGE-PANCY", "MRN-BRIDGE-OTHER"
+    alerts = patients.alerts(
+        cbc("p1", 0, patient_id=sick, hemoglobin=7.5, wbc=1.5, neutrophils=0.7, platelets=40),
+        cbc("o1", 0, patient_id=other, neutrophils=0.7),
+    )
+    pancytopenia = by(alerts, "pancytopenia")
+    assert {a.condition for a in alerts if a.patient_id == sick} >= {
+        "pancytopenia",
+        "neutropenia",
+        "leukopenia",
+    }
+    bridges()
+    send(broker, alert_topic, alerts)
+    keys = {a.dedup_key for a in alerts}
+
+    def all_in_with_inhibition() -> dict[tuple[str, str], dict[str, Any]] | None:
+        found = {
+            (a["annotations"]["patient_id"], a["labels"]["condition"]): a
+            for a in alertmanager.alerts()
+            if a["labels"].get("dedup_key") in keys
+        }
+        if len(found) < len(alerts) or not found[(sick, "neutropenia")]["status"]["inhibitedBy"]:
+            return None
+        return found
+
+    found = wait_for("every alert, the neutropenia inhibited", all_in_with_inhibition)
+    source = found[(sick, "pancytopenia")]
+    assert source["status"]["state"] == "active"
+    assert source["status"]["inhibitedBy"] == []
+    for condition in ("neutropenia", "leukopenia"):
+        target = found[(sick, condition)]
+        assert target["status"]["state"] == "suppressed"
+        assert source["fingerprint"] in target["status"]["inhibitedBy"]
+    assert pancytopenia.dedup_key == source["labels"]["dedup_key"]
+    # inhibition is per patient (equal: [patient_ref]): another patient's neutropenia still pages
+    assert found[(other, "neutropenia")]["status"] == {
+        "state": "active",
+        "inhibitedBy": [],
+        "silencedBy": [],
+    }
+
+
+def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
+    broker: EmbeddedBroker,
+    alert_topic: str,
+    alertmanager: Alertmanager,
+    bridges: Callable[[], Child],
+) -> None:
+    patients = Patients()
+    first, second = "MRN-BRIDGE-RESTART-1", "MRN-BRIDGE-RESTART-2"
+    patients.alerts(cbc("r0", 0, patient_id=first, neutrophils=4.0, platelets=250))
+    opened = patients.alerts(cbc("r1", 24, patient_id=first, neutrophils=1.2, platelets=140))
+    neutropenia, thrombocytopenia = by(opened, "neutropenia"), by(opened, "thrombocytopenia")
+    assert (neutropenia.grade, thrombocytopenia.grade) == (2, 1)
+    bridge = bridges()
+    send(broker, alert_topic, opened)
+    keys = {neutropenia.dedup_key, thrombocytopenia.dedup_key}
+    wait_for_episodes(alertmanager, keys, [("neutropenia", "2"), ("thrombocytopenia", "1")])
+
+    assert bridge.stop() == 0, bridge.log()
+    # While the bridge is down: the neutropenia worsens (a new labelset), the
+    # thrombocytopenia resolves, and another patient's anemia opens.
+    changed = patients.alerts(cbc("r2", 48, patient_id=first, neutrophils=0.7, platelets=250))
+    assert sorted((a.condition, a.event) for a in changed) == [
+        ("neutropenia", "worsened"),
+        ("thrombocytopenia", "resolved"),
+    ]
+    anemia = by(patients.alerts(cbc("s1", 48, patient_id=second, hemoglobin=9.0)), "anemia")
+    for alert in [*changed, anemia]:  # one record per batch: the rebuild reads them all
+        send(broker, alert_topic, [alert])
+    # Alertmanager still holds what the stopped bridge posted (endsAt is minutes ahead).
+    assert alertmanager.episodes(keys) == [("neutropenia", "2"), ("thrombocytopenia", "1")]
+
+    restarted = bridges()
+    keys.add(anemia.dedup_key)
+    expected = [("anemia", "2"), ("neutropenia", "3")]
+    wait_for_episodes(alertmanager, keys, expected)
+    # It stays so once the restarted bridge has consumed, as a member of its group, the alerts
+    # of its down time (repeats of what the rebuild applied: they post nothing).
+    wait_for(
+        "the group to commit every alert",
+        lambda: committed_total(broker, alert_topic, f"{alert_topic}.bridge") == 5,
+    )
+    assert alertmanager.episodes(keys) == expected
+    assert restarted.running(), restarted.log()
+    # The rebuild saw all three (its start-up sync ended the retired labelsets itself).
+    assert "synced: 2 open episodes" in restarted.log()
+
+
+def wait_for_episodes(
+    manager: Alertmanager, keys: set[str], expected: list[tuple[str, str]]
+) -> None:
+    """Until Alertmanager holds exactly ``expected`` (condition, grade) for these episodes."""
+    seen: list[list[tuple[str, str]]] = [[]]
+
+    def exact() -> bool:
+        seen[0] = manager.episodes(keys)
+        return seen[0] == expected
+
+    try:
+        wait_for(f"exactly {expected}", exact)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; Alertmanager held {seen[0]}") from None
+
+
+def committed_total(broker: EmbeddedBroker, topic: str, group: str) -> int:
+    """The sum of the group's committed offsets over the topic's partitions."""
+
+    async def total() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
+        await consumer.start()
+        try:
+            offsets = [
+                await consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)
+            ]
+        finally:
+            await consumer.stop()
+        return sum(offset or 0 for offset in offsets)
+
+    return asyncio.run(total())
+
+
+@pytest.mark.asyncio
+async def test_open_alerts_are_kept_alive_before_they_would_expire(
+    broker: EmbeddedBroker, alert_topic: str, alertmanager: Alertmanager, unique_name: str
+) -> None:
+    patients = Patients()
+    patients.alerts(cbc("k0", 0, patient_id="MRN-BRIDGE-KEEP", platelets=250))
+    (alert,) = patients.alerts(cbc("k1", 24, patient_id="MRN-BRIDGE-KEEP", platelets=120))
+    values = [(alert.patient_id.encode(), alert.model_dump_json().encode())]
+    assert await publish(broker.bootstrap, alert_topic, values) == 1
+    interval = 1.0
+    output = AlertmanagerOutput(Pseudonymizer(PSEUDONYM_KEY.encode()), timedelta(seconds=interval))
+    options = BridgeOptions(
+        url=alertmanager.url + "/api/v2/alerts", group=f"{unique_name}.am", resend_interval=interval
+    )
+    bridge = Bridge(
+        MonitorSettings(broker_url=broker.url, alerts_topic=alert_topic), output, options
+    )
+    task = asyncio.create_task(bridge.run())
+
+    def ends_at() -> datetime | None:
+        for posted in alertmanager.alerts():
+            if posted["labels"].get("dedup_key") == alert.dedup_key:
+                return datetime.fromisoformat(posted["endsAt"])
+        return None
+
+    try:
+        await asyncio.wait_for(bridge.synced.wait(), timeout=WAIT_S)
+        first = ends_at()  # the start-up sync posted it
+        assert first is not None
+        assert timedelta(seconds=2) < first - datetime.now(UTC) <= timedelta(seconds=4.5)
+        await wait_until(
+            "a keep-alive to push endsAt further", lambda: (ends_at() or first) > first
+        )
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, timeout=WAIT_S)
+
+
+# --------------------------------------------------------------------------------------------
+# PagerDuty Events v2
+
+
+@dataclass
+class EventsReceiver:
+    """A local endpoint shaped like PagerDuty's ``/v2/enqueue``."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def enqueue(self, request: web.Request) -> web.Response:
+        self.events.append(await request.json())
+        return web.json_response({"status": "success", "message": "Event processed"}, status=202)
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[tuple[EventsReceiver, str]]:
+    events = EventsReceiver()
+    app = web.Application()
+    app.router.add_post("/v2/enqueue", events.enqueue)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield events, f"http://127.0.0.1:{runner.addresses[0][1]}/v2/enqueue"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_until(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {WAIT_S:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.asyncio
+async def test_pagerduty_output_triggers_then_resolves_with_one_dedup_key(
+    broker: EmbeddedBroker, unique_name: str, receiver: tuple[EventsReceiver, str]
+) -> None:
+    events, url = receiver
+    topic = f"{unique_name}.alerts"
+    await create_topics(broker.bootstrap, {topic: PARTITIONS})
+    settings = MonitorSettings(broker_url=broker.url, alerts_topic=topic)
+    patients = Patients()
+    patient = "MRN-BRIDGE-PD-1"
+    patients.alerts(cbc("d0", 0, patient_id=patient, neutrophils=4.0))
+    (mild,) = patients.alerts(cbc("d1", 24, patient_id=patient, neutrophils=1.6))
+    (severe,) = patients.alerts(cbc("d2", 48, patient_id=patient, neutrophils=0.4))
+    (resolved,) = patients.alerts(cbc("d3", 72, patient_id=patient, neutrophils=3.0))
+    assert [(a.event, a.page) for a in (mild, severe, resolved)] == [
+        ("new", False),
+        ("worsened", True),
+        ("resolved", False),
+    ]
+    routing_key = "pd-routing-key-0123456789abcdef"
+    output = PagerDutyOutput(routing_key, Pseudonymizer(PSEUDONYM_KEY.encode()))
+    bridge = Bridge(
+        settings,
+        output,
+        BridgeOptions(url=url, group=f"{unique_name}.pd", resend_interval=60),
+    )
+    task = asyncio.create_task(bridge.run())
+    try:
+        await asyncio.wait_for(bridge.synced.wait(), timeout=WAIT_S)
+
+        async def publish_alerts(alerts: Sequence[Alert]) -> None:
+            values = [(a.patient_id.encode(), a.model_dump_json().encode()) for a in alerts]
+            assert await publish(broker.bootstrap, topic, values) == len(values)
+
+        await publish_alerts([mild, severe])
+        await wait_until("a trigger", lambda: len(events.events) >= 1)
+        await publish_alerts([resolved])
+        await wait_until("a resolve", lambda: len(events.events) >= 2)
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, timeout=WAIT_S)
+
+    trigger, resolve = events.events
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"] == severe.dedup_key
+    assert trigger["routing_key"] == routing_key
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["summary"] == severe.summary
+    assert trigger["payload"]["custom_details"]["patient_ref"] == patient_ref(patient)
+    assert patient not in json.dumps(events.events)

@@ -1,0 +1,75 @@
+"""``cbc-monitor bridge``: it refuses to start without what it needs (exit 2), saying why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import build_parser, main
+
+
+@pytest.fixture(autouse=True)
+def _no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONITOR_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("MONITOR_PAGERDUTY_ROUTING_KEY", raising=False)
+
+
+@pytest.mark.parametrize("output", ["alertmanager", "pagerduty"])
+def test_no_pseudonym_key_exits_2_with_a_clear_message(
+    output: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bridge", output, "--url", "http://127.0.0.1:9/"]) == 2
+    err = capsys.readouterr().err
+    assert "no pseudonym key" in err
+    assert "MONITOR_PSEUDONYM_KEY" in err
+
+
+def test_a_short_key_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "key"
+    key.write_text("short\n")
+    args = ["bridge", "alertmanager", "--url", "http://127.0.0.1:9", "--pseudonym-key-file"]
+    assert main([*args, str(key)]) == 2
+    assert "shorter than 16" in capsys.readouterr().err
+
+
+def test_pagerduty_without_a_routing_key_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "unit-test-pseudonym-key-0123456789")
+    assert main(["bridge", "pagerduty", "--url", "http://127.0.0.1:9/enqueue"]) == 2
+    assert "MONITOR_PAGERDUTY_ROUTING_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bridge", "alertmanager"],
+        ["bridge", "alertmanager", "--url", "alertmanager:9093"],
+        ["bridge", "alertmanager", "--url", "http://am:9093", "--resend-interval", "0"],
+        ["bridge", "fax", "--url", "http://am:9093"],
+    ],
+)
+def test_bad_arguments_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+
+
+def test_defaults_per_output() -> None:
+    parser = build_parser()
+    manager = parser.parse_args(["bridge", "alertmanager", "--url", "http://am:9093"])
+    assert (manager.group, manager.resend_interval) == ("cbc-monitor-bridge", 60.0)
+    pager = parser.parse_args(
+        [
+            "bridge",
+            "pagerduty",
+            "--url",
+            "https://pd/v2/enqueue",
+            "--group",
+            "g",
+            "--resend-interval",
+            "5",
+        ]
+    )
+    assert (pager.group, pager.resend_interval, pager.routing_key_file) == ("g", 5.0, None)

@@ -1,0 +1,53 @@
+"""Patient references: keyed, stable, and the key is mandatory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.bridge.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonym_key
+
+KEY = b"unit-test-pseudonym-key-0123456789"
+
+
+def test_a_reference_is_16_hex_digits_stable_and_keyed() -> None:
+    ref = Pseudonymizer(KEY)("MRN-0042")
+    assert len(ref) == 16
+    int(ref, 16)
+    assert Pseudonymizer(KEY)("MRN-0042") == ref
+    assert Pseudonymizer(KEY)("MRN-0043") != ref
+    assert Pseudonymizer(b"another-key-of-enough-length")("MRN-0042") != ref
+    # HMAC-SHA256, as documented, so other tools can compute it with the same key
+    import hashlib
+    import hmac
+
+    assert ref == hmac.new(KEY, b"MRN-0042", hashlib.sha256).hexdigest()[:16]
+
+
+def test_the_key_comes_from_the_environment() -> None:
+    env = {"MONITOR_PSEUDONYM_KEY": "  env-key-0123456789abcdef\n"}
+    assert load_pseudonym_key(env) == b"env-key-0123456789abcdef"
+
+
+def test_a_key_file_wins_over_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("file-key-0123456789abcdef\n")
+    env = {"MONITOR_PSEUDONYM_KEY": "env-key-0123456789abcdef"}
+    assert load_pseudonym_key(env, path) == b"file-key-0123456789abcdef"
+
+
+@pytest.mark.parametrize("env", [{}, {"MONITOR_PSEUDONYM_KEY": "   "}])
+def test_no_key_is_refused_with_what_to_set(env: dict[str, str]) -> None:
+    with pytest.raises(PseudonymKeyError, match="MONITOR_PSEUDONYM_KEY"):
+        load_pseudonym_key(env)
+
+
+def test_a_short_key_is_refused() -> None:
+    with pytest.raises(PseudonymKeyError, match="shorter than 16"):
+        load_pseudonym_key({"MONITOR_PSEUDONYM_KEY": "short"})
+
+
+def test_an_unreadable_key_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PseudonymKeyError, match="cannot read"):
+        load_pseudonym_key({}, tmp_path / "missing")
