@@ -28,6 +28,16 @@ Quirks of the pinned build (Tansu 0.6.0-510f3e2), measured against it:
   with ``producer_max_batch_size=1`` against this broker: one record per batch, which cost about
   5% of a worker's throughput with Faust's default ``producer_linger=0`` (and cancels the gain a
   linger would bring). ``tests/integration/test_broker.py`` pins this behaviour.
+* ``--cert`` and ``--key`` cannot be given together (both sit in one clap argument group, which
+  makes them mutually exclusive; Tansu builds its TLS config only when both are set), so this
+  build cannot serve TLS itself. ``EmbeddedBroker(tls=...)`` therefore puts a TLS front
+  (:class:`TlsFront`) before a plaintext Tansu listener on another loopback port, and makes Tansu
+  advertise the front's address: clients only ever see TLS.
+* ``--authentication`` turns SASL on (SCRAM-SHA-256/512 checked against users stored by the
+  AlterUserScramCredentials API, which ``tansu user create`` calls). Such a broker refuses that
+  API, like every other, before a client has authenticated, and the memory engine forgets users
+  on restart: no user can ever be created, so every SASL login fails. Good for testing refusals,
+  not logins (docs/secure-kafka.md).
 """
 
 from __future__ import annotations
@@ -42,18 +52,20 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, Self, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
 __all__ = [
@@ -61,6 +73,7 @@ __all__ = [
     "BrokerError",
     "BrokerStartError",
     "EmbeddedBroker",
+    "TlsFront",
     "TopicMismatchError",
     "broker_command",
     "create_topics",
@@ -160,19 +173,125 @@ def broker_command(
     host: str = DEFAULT_HOST,
     binary: Path | None = None,
     storage_engine: str = MEMORY_STORAGE,
+    advertised_port: int | None = None,
+    authentication: bool = False,
 ) -> list[str]:
-    """Return the argument vector that starts Tansu listening on, and advertising, host:port."""
+    """Return the argument vector that starts Tansu listening on host:port.
+
+    It advertises host:``advertised_port`` (default: the same port), where a :class:`TlsFront`
+    may stand. ``authentication`` makes every client authenticate with SASL first.
+    """
     listener = f"tcp://{host}:{port}"
-    return [
+    argv = [
         str(binary or tansu_binary()),
         "broker",
         "--listener-url",
         listener,
         "--advertised-listener-url",
-        listener,
+        f"tcp://{host}:{advertised_port or port}",
         "--storage-engine",
         storage_engine,
     ]
+    return [*argv, "--authentication"] if authentication else argv
+
+
+class TlsFront:
+    """A TLS-terminating TCP relay on host:port in front of a plaintext listener on upstream.
+
+    Runs its own event loop on a daemon thread of this process. With ``client_ca`` it requires
+    a client certificate signed by that CA (mutual TLS), which Tansu cannot do itself.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream_port: int,
+        cert: Path,
+        key: Path,
+        client_ca: Path | None = None,
+    ) -> None:
+        self._host, self._port, self._upstream_port = host, port, upstream_port
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(str(cert), str(key))
+        if client_ca is not None:
+            self._context.load_verify_locations(cafile=str(client_ca))
+            self._context.verify_mode = ssl.CERT_REQUIRED
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Listen; returns once the port accepts connections. Raises OSError if it cannot."""
+        loop = asyncio.new_event_loop()
+        # A client that rejects our certificate (the point of some tests) is not an error here.
+        loop.set_exception_handler(lambda _loop, ctx: _log.debug("TLS front: %s", ctx["message"]))
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="tls-front", daemon=True)
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._listen(), loop)
+        try:
+            started.result(timeout=10)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Close the listener and every relayed connection; idempotent."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._relay, self._host, self._port, ssl=self._context, ssl_handshake_timeout=10
+        )
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        if self._pipes:
+            await asyncio.wait(list(self._pipes), timeout=2)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pipes.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self._host, self._upstream_port)
+        except OSError:
+            writer.close()
+            self._pipes.discard(task)
+            return
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            for w in (writer, up_writer):
+                w.close()
+            self._pipes.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until end of stream or a broken connection, then half-close the other side."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.close()
 
 
 def die_with_parent_hook() -> Callable[[], None] | None:
@@ -254,11 +373,24 @@ def _run_in_fresh_loop(make_coro: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return pool.submit(lambda: asyncio.run(make_coro())).result()
 
 
-async def wait_until_answering(bootstrap: str) -> None:
+async def wait_until_answering(bootstrap: str, *, anonymous_metadata: bool = True) -> None:
     """Wait until a Kafka broker at ``bootstrap`` answers a metadata request listing a broker.
 
+    With ``anonymous_metadata=False`` (a broker requiring SASL refuses metadata before a login)
+    an answer to the ApiVersions request that opens every connection is enough.
     Retries until it does; bound it with ``asyncio.timeout``.
     """
+    if not anonymous_metadata:
+        host, _, port = bootstrap.rpartition(":")
+        while True:
+            try:
+                conn = await create_conn(host, int(port), request_timeout_ms=2_000)
+            except (KafkaError, OSError) as exc:
+                _log.debug("broker at %s not answering yet: %r", bootstrap, exc)
+            else:
+                conn.close()
+                return
+            await asyncio.sleep(0.1)
     while True:
         client = AIOKafkaClient(
             bootstrap_servers=bootstrap, request_timeout_ms=2_000, retry_backoff_ms=50
@@ -274,9 +406,11 @@ async def wait_until_answering(bootstrap: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _wait_until_answering_within(bootstrap: str, seconds: float) -> None:
+async def _wait_until_answering_within(
+    bootstrap: str, seconds: float, *, anonymous_metadata: bool = True
+) -> None:
     async with asyncio.timeout(seconds):
-        await wait_until_answering(bootstrap)
+        await wait_until_answering(bootstrap, anonymous_metadata=anonymous_metadata)
 
 
 def _port_accepts(host: str, port: int) -> bool:
@@ -316,6 +450,9 @@ class EmbeddedBroker:
         startup_timeout: float = 30.0,
         stop_grace: float = 5.0,
         binary: Path | None = None,
+        tls: tuple[Path | str, Path | str] | None = None,
+        tls_client_ca: Path | str | None = None,
+        authentication: bool = False,
     ) -> None:
         """Configure a broker; nothing starts until :meth:`start`.
 
@@ -326,7 +463,18 @@ class EmbeddedBroker:
         :param startup_timeout: seconds to wait for the broker to answer before giving up.
         :param stop_grace: seconds between SIGTERM and SIGKILL in :meth:`stop`.
         :param binary: Tansu binary to run; :func:`tansu_binary` when ``None``.
+        :param tls: (certificate, private key) PEM files: clients then connect with TLS only
+            (through a :class:`TlsFront`, see the module docstring).
+        :param tls_client_ca: with ``tls``, require client certificates signed by this CA.
+        :param authentication: require SASL (Tansu's ``--authentication``).
         """
+        if tls_client_ca is not None and tls is None:
+            raise ValueError("tls_client_ca needs tls=(certificate, key)")
+        self._tls = (Path(tls[0]), Path(tls[1])) if tls is not None else None
+        self._tls_client_ca = Path(tls_client_ca) if tls_client_ca is not None else None
+        self._authentication = authentication
+        self._front: TlsFront | None = None
+        self._upstream_port: int | None = None  # Tansu's own port when behind a TLS front
         self._requested_port = port
         self._host = host
         self._log_path: Path | None = Path(log_path) if log_path is not None else None
@@ -405,6 +553,7 @@ class EmbeddedBroker:
             try:
                 self._launch(binary, port)
                 self._wait_until_ready()
+                self._start_front()
             except BrokerStartError:
                 self._kill_quietly()
                 if attempt == attempts:
@@ -423,6 +572,9 @@ class EmbeddedBroker:
         created is deleted after a clean exit and kept (its path logged) otherwise.
         """
         _LIVE.discard(self)
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
@@ -462,7 +614,14 @@ class EmbeddedBroker:
                 self._log_path = Path(name)
                 self._owns_log = True
             output = self._log_path.open("ab")
-        argv = broker_command(port, host=self._host, binary=binary)
+        self._upstream_port = find_free_port(self._host) if self._tls is not None else None
+        argv = broker_command(
+            self._upstream_port or port,
+            host=self._host,
+            binary=binary,
+            advertised_port=port,
+            authentication=self._authentication,
+        )
         try:
             self._proc = _spawn(argv, stdout=output, env=env)
         finally:
@@ -471,19 +630,39 @@ class EmbeddedBroker:
         self._port = port
 
     def _wait_until_ready(self) -> None:
+        # Behind a TLS front, probe Tansu's own plaintext port; the front starts afterwards.
+        port = self._upstream_port or self.port
+        bootstrap = f"{self._host}:{port}"
         deadline = time.monotonic() + self._startup_timeout
-        while not _port_accepts(self._host, self.port):
+        while not _port_accepts(self._host, port):
             self._raise_if_exited()
             if time.monotonic() >= deadline:
-                self._fail(f"did not listen on {self.bootstrap} within {self._startup_timeout}s")
+                self._fail(f"did not listen on {bootstrap} within {self._startup_timeout}s")
             time.sleep(0.02)
         remaining = max(deadline - time.monotonic(), 1.0)
+        anonymous = not self._authentication
         try:
-            _run_in_fresh_loop(lambda: _wait_until_answering_within(self.bootstrap, remaining))
+            _run_in_fresh_loop(
+                lambda: _wait_until_answering_within(
+                    bootstrap, remaining, anonymous_metadata=anonymous
+                )
+            )
         except TimeoutError:
             self._raise_if_exited()
             self._fail(f"did not answer the Kafka protocol within {self._startup_timeout}s")
         self._raise_if_exited()
+
+    def _start_front(self) -> None:
+        if self._tls is None or self._upstream_port is None:
+            return
+        front = TlsFront(
+            self._host, self.port, self._upstream_port, *self._tls, client_ca=self._tls_client_ca
+        )
+        try:
+            front.start()
+        except (OSError, ssl.SSLError) as exc:
+            self._fail(f"TLS front could not start: {exc}")
+        self._front = front
 
     def _raise_if_exited(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -516,6 +695,9 @@ class EmbeddedBroker:
         self._owns_log = False
 
     def _kill_quietly(self) -> None:
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         if self._proc is not None and self._proc.returncode is None:
             _signal_group(self._proc, signal.SIGKILL)
             self._proc.wait()
@@ -576,8 +758,15 @@ def run_foreground(port: int, *, host: str = DEFAULT_HOST, grace: float = 10.0) 
     return _exit_status(returncode)
 
 
-async def create_topics(bootstrap: str, topics: dict[str, int], replication: int = 1) -> None:
+async def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    replication: int = 1,
+    security: Mapping[str, Any] | None = None,
+) -> None:
     """Create ``topics`` (name -> partition count) and wait until metadata shows all of them.
+
+    ``security``: aiokafka's TLS/SASL arguments (``monitor.kafka_security``); plaintext if None.
 
     Idempotent: a topic that already exists with the requested partition count is fine.
 
@@ -591,7 +780,9 @@ async def create_topics(bootstrap: str, topics: dict[str, int], replication: int
     for name, partitions in topics.items():
         if partitions < 1:
             raise ValueError(f"topic {name!r}: partition count must be >= 1, not {partitions}")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30_000, **(security or {})
+    )
     await admin.start()
     try:
         response = await admin.create_topics(

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,7 +22,18 @@ from monitor.kafka_io import bootstrap_of, follow, publish
 from monitor.model import describe_validation_error, parse_result
 from monitor.render import format_alert
 from monitor.replay import replay_messages, replay_values
-from monitor.settings import load_settings
+from monitor.settings import MonitorSettings, load_settings
+
+
+def _security(settings: MonitorSettings) -> dict[str, Any]:
+    """TLS/SASL arguments for the tool's Kafka clients; an unusable TLS file ends it (exit 2)."""
+    from monitor.kafka_security import KafkaSecurityError, aiokafka_security_kwargs
+
+    try:
+        return aiokafka_security_kwargs(settings)
+    except KafkaSecurityError as exc:
+        print(f"cbc-monitor: invalid setting {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _print_summary(alerts: Sequence[Alert], results: int, invalid: int) -> None:
@@ -155,7 +167,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     if not messages:
         print(f"cbc-monitor: no messages in {path}", file=sys.stderr)
         return 1
-    sent = asyncio.run(publish(bootstrap_of(settings.broker_url), topic, messages))
+    bootstrap = bootstrap_of(settings.broker_url)
+    sent = asyncio.run(publish(bootstrap, topic, messages, security=_security(settings)))
     print(f"sent {sent} messages to {topic}", file=sys.stderr)
     return 0
 
@@ -172,9 +185,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         with Path(args.expected).open("w") as out:
             for alert in expected.alerts:
                 out.write(alert.model_dump_json(exclude={"emitted_at"}) + "\n")
-    sent = asyncio.run(
-        publish_messages(bootstrap_of(settings.broker_url), settings, messages, rate=args.rate)
-    )
+    bootstrap, security = bootstrap_of(settings.broker_url), _security(settings)
+    sent = asyncio.run(publish_messages(bootstrap, settings, messages, args.rate, security))
     for feed, count in sorted(sent.items()):
         print(f"sent {count} {feed} messages", file=sys.stderr)
     return 0
@@ -191,6 +203,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             [settings.alerts_topic],
             from_beginning=args.from_beginning,
             idle_timeout=args.idle_timeout,
+            security=_security(settings),
         )
         async with contextlib.aclosing(records):
             async for record in records:

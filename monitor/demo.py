@@ -21,9 +21,10 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from monitor.alert import Alert
 from monitor.broker import EmbeddedBroker, create_topics
@@ -124,12 +125,14 @@ async def publish_messages(
     settings: MonitorSettings,
     messages: Iterable[SimMessage],
     rate: float | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> Counter[str]:
     """Send each message to its feed's topic keyed by ``key``, in order, at most ``rate`` per
     second, through one producer; wait for every ack. Returns the count sent per feed."""
     topics = topic_names(settings)
     feed_of = {topic: feed for feed, topic in topics.items()}
-    sent = await publish_to(bootstrap, ((topics[m.topic], m.key, m.value) for m in messages), rate)
+    triples = ((topics[m.topic], m.key, m.value) for m in messages)
+    sent = await publish_to(bootstrap, triples, rate, security=security)
     return Counter({feed_of[topic]: count for topic, count in sent.items()})
 
 

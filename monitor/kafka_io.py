@@ -1,11 +1,15 @@
-"""Small aiokafka helpers for the command line tools: publish messages, follow topics."""
+"""Small aiokafka helpers for the command line tools: publish messages, follow topics.
+
+Each takes ``security``, aiokafka's TLS/SASL arguments from
+``monitor.kafka_security.aiokafka_security_kwargs(settings)``; ``None`` is plaintext.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -21,9 +25,11 @@ async def publish(
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes]],
     rate: float | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
     """Send (key, value) pairs to ``topic`` in order, at most ``rate`` per second."""
-    sent = await publish_to(bootstrap, ((topic, key, value) for key, value in messages), rate)
+    triples = ((topic, key, value) for key, value in messages)
+    sent = await publish_to(bootstrap, triples, rate, security=security)
     return sum(sent.values())
 
 
@@ -31,10 +37,13 @@ async def publish_to(
     bootstrap: str,
     messages: Iterable[tuple[str, bytes | None, bytes]],
     rate: float | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> Counter[str]:
     """Send (topic, key, value) triples in order through one producer, at most ``rate`` per
     second; wait for every acknowledgement. Returns how many went to each topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, acks="all", **(security or {})
+    )
     await producer.start()
     sent: Counter[str] = Counter()
     started = time.monotonic()
@@ -62,6 +71,7 @@ async def follow(
     *,
     from_beginning: bool = True,
     idle_timeout: float | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> AsyncGenerator[Any, None]:
     """Yield records of ``topics`` as they arrive; stop after ``idle_timeout`` s without any."""
     consumer = AIOKafkaConsumer(
@@ -70,6 +80,7 @@ async def follow(
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
+        **(security or {}),
     )
     await consumer.start()
     try:

@@ -44,8 +44,11 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def env(self) -> dict[str, str]:
+        # The worker talks to this broker only: Kafka security settings of the calling shell
+        # (meant for another cluster) are not inherited; a test passes its own in ``env``.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_KAFKA_")}
         return {
-            **os.environ,
+            **inherited,
             "MONITOR_BROKER_URL": self.broker_url,
             "MONITOR_WEB_HOST": "127.0.0.1",
             "MONITOR_WEB_PORT": str(self.web_port),

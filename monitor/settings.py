@@ -7,13 +7,21 @@ A wrong value stops the worker at start with a message that names the variable
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from monitor.analytes import Analyte
@@ -22,9 +30,24 @@ from monitor.grading import CtcaeVersion
 
 ENV_PREFIX = "MONITOR_"
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+_SSL_FIELDS = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+_SASL_FIELDS = (
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_sasl_password_file",
+)
+
 
 class MonitorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+    # hide_input_in_errors: str(ValidationError) would otherwise print the inputs, secrets too.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     broker_url: str = "kafka://localhost:9092"
     app_id: str = Field(default="cbc-monitor", pattern=r"^[A-Za-z0-9._-]+$")
@@ -59,6 +82,18 @@ class MonitorSettings(BaseSettings):
     # How long a fetch may wait for records (monitor.stream.transport explains the default).
     fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
 
+    # How every Kafka client connects (monitor.kafka_security; docs/secure-kafka.md).
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_ssl_cafile: Path | None = None  # CAs trusted for the broker (else the system's)
+    kafka_ssl_certfile: Path | None = None  # client certificate, for mutual TLS
+    kafka_ssl_keyfile: Path | None = None  # its private key (unencrypted PEM)
+    kafka_ssl_check_hostname: bool = True
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None  # read once at start, trailing newline dropped
+    _sasl_password_from_file: SecretStr | None = PrivateAttr(default=None)
+
     ctcae_version: CtcaeVersion = "5.0"
     page_grade: int = Field(default=3, ge=1, le=4)
     history_max_days: float = Field(default=90, gt=0)
@@ -91,6 +126,55 @@ class MonitorSettings(BaseSettings):
             _read_local_codes(value)
         return value
 
+    @field_validator(*_SSL_FIELDS, "kafka_sasl_password_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
+            raise ValueError("no readable file at that path")
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        """Cross-field rules; each message starts with the variable to fix."""
+        protocol = self.kafka_security_protocol
+        if protocol not in SSL_PROTOCOLS:
+            _refuse_unused(self, _SSL_FIELDS, "SSL or SASL_SSL")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError(f"{_env('kafka_ssl_certfile')}: required with a key file")
+        if protocol not in SASL_PROTOCOLS:
+            _refuse_unused(self, _SASL_FIELDS, "SASL_PLAINTEXT or SASL_SSL")
+            return self
+        for name in ("kafka_sasl_mechanism", "kafka_sasl_username"):
+            if not getattr(self, name):
+                raise ValueError(f"{_env(name)}: required when {_protocol_is(protocol)}")
+        password_file = self.kafka_sasl_password_file
+        if password_file is None:
+            if not self.kafka_sasl_password or not self.kafka_sasl_password.get_secret_value():
+                raise ValueError(
+                    f"{_env('kafka_sasl_password')}: required (or "
+                    f"{_env('kafka_sasl_password_file')}) when {_protocol_is(protocol)}"
+                )
+            return self
+        if self.kafka_sasl_password is not None:
+            raise ValueError(
+                f"{_env('kafka_sasl_password')}: set it or "
+                f"{_env('kafka_sasl_password_file')}, not both"
+            )
+        try:
+            text = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            raise ValueError(
+                f"{_env('kafka_sasl_password_file')}: cannot read a UTF-8 password from it"
+            ) from None
+        if not text:
+            raise ValueError(f"{_env('kafka_sasl_password_file')}: the file is empty")
+        self._sasl_password_from_file = SecretStr(text)
+        return self
+
+    def kafka_sasl_password_value(self) -> SecretStr | None:
+        """The SASL password, from the variable or the file (read once, at start)."""
+        return self.kafka_sasl_password or self._sasl_password_from_file
+
     def hl7_default_zone(self) -> tzinfo | None:
         return ZoneInfo(self.hl7_default_tz) if self.hl7_default_tz else None
 
@@ -110,6 +194,23 @@ class MonitorSettings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return [url.strip().partition("://")[2] for url in self.broker_url.split(";")]
+
+
+def _env(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _protocol_is(protocol: str) -> str:
+    return f"{_env('kafka_security_protocol')} is {protocol}"
+
+
+def _refuse_unused(settings: MonitorSettings, fields: tuple[str, ...], protocols: str) -> None:
+    """A TLS or SASL setting the protocol ignores is a mistake: the operator believes it is on."""
+    for name in fields:
+        if getattr(settings, name) is not None:
+            raise ValueError(
+                f"{_env(name)}: only used when {_env('kafka_security_protocol')} is {protocols}"
+            )
 
 
 def _read_local_codes(path: Path) -> dict[str, Analyte]:
@@ -138,7 +239,10 @@ def describe_settings_error(exc: ValidationError) -> str:
     """Name each wrong variable as the operator set it (MONITOR_...), without its value."""
     lines = []
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        field = str(error["loc"][0]) if error["loc"] else "?"
         message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"] and message.startswith(ENV_PREFIX):
+            lines.append(f"invalid setting {message}")  # a cross-field rule names its variable
+            continue
+        field = str(error["loc"][0]) if error["loc"] else "?"
         lines.append(f"invalid setting {ENV_PREFIX}{field.upper()}: {message}")
     return "\n".join(lines)

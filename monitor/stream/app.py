@@ -19,6 +19,7 @@ from faust.web import Request, Response, View
 
 from monitor.dashboard.routes import install_dashboard
 from monitor.history import load_state
+from monitor.kafka_security import faust_credentials
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
 from monitor.stream.processor import Origin, Plan, ResultProcessor, Send
@@ -33,6 +34,8 @@ def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
     store = "rocksdb://" if settings.store == "rocksdb" else "memory://"
     return {
         "broker": settings.broker_url,
+        # TLS / SASL for every Faust client (monitor.kafka_security).
+        "broker_credentials": faust_credentials(settings),
         "store": store,
         "datadir": str(settings.data_dir),
         "web_enabled": True,

@@ -1,4 +1,9 @@
-"""Start a production worker: settings, topics, then the Faust worker loop."""
+"""Start a production worker: settings, a preflight connection, topics, then the Faust loop.
+
+The preflight connects once exactly as every client will (TLS, SASL) so that a wrong CA,
+certificate or password stops the worker at start with one clear line and exit status 2,
+never a traceback or a Faust restart loop (monitor.kafka_security.describe_failure).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,17 @@ import sys
 import uvloop
 
 from monitor.broker import BrokerError, create_topics
+from monitor.kafka_security import (
+    KafkaConnectError,
+    KafkaSecurityError,
+    aiokafka_security_kwargs,
+    check_connection,
+)
 from monitor.settings import MonitorSettings
 
 log = logging.getLogger("monitor.worker")
+
+PREFLIGHT_WAIT_S = 10.0  # per broker address
 
 # Libraries that log whole messages (keys and values: patient data) at DEBUG.
 PAYLOAD_LOGGERS = ("aiokafka", "faust.topics", "faust.transport")
@@ -36,17 +49,31 @@ def run_worker(settings: MonitorSettings) -> int:
             self.spinner = None
             quiet_payload_loggers(level)
 
+    try:
+        security = aiokafka_security_kwargs(settings)
+    except KafkaSecurityError as exc:
+        print(f"cbc-monitor: invalid setting {exc}", file=sys.stderr)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     monitor = MonitorApp(settings)
     # uvloop moves Faust's per-message bookkeeping about half again as fast (measured).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(
+            check_connection(settings.bootstrap_servers, security, wait_s=PREFLIGHT_WAIT_S)
+        )
+    except KafkaConnectError as exc:
+        print(f"cbc-monitor: {exc}", file=sys.stderr)
+        return 2
     bootstrap = ",".join(settings.bootstrap_servers)
     try:
         loop.run_until_complete(
             asyncio.wait_for(
-                create_topics(bootstrap, monitor.topic_partitions, settings.replication_factor),
+                create_topics(
+                    bootstrap, monitor.topic_partitions, settings.replication_factor, security
+                ),
                 timeout=60,
             )
         )
