@@ -33,6 +33,7 @@ from monitor.broker import EmbeddedBroker
 from monitor.dashboard.view import mask_patient_id
 from monitor.kafka_io import publish
 from monitor.local import WorkerProcess
+from tests.integration.isolation import isolated_env, topic_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -58,16 +59,8 @@ USED_PATIENT_IDS: set[str] = set()  # every id this module sends: none may reach
 class Deployment:
     def __init__(self, broker: EmbeddedBroker, name: str, root: Path) -> None:
         self.broker = broker
-        self.topics = {
-            feed: f"{name}.{feed}"
-            for feed in ("results", "hl7v2", "fhir", "treatments", "vitals", "alerts", "dlq")
-        }
-        env = {
-            "MONITOR_APP_ID": name,
-            "MONITOR_PARTITIONS": "2",
-            "MONITOR_API_TOKEN": TOKEN,
-            **{f"MONITOR_{feed.upper()}_TOPIC": topic for feed, topic in self.topics.items()},
-        }
+        self.topics = topic_names(name)
+        env = {**isolated_env(name), "MONITOR_PARTITIONS": "2", "MONITOR_API_TOKEN": TOKEN}
         self.workers = [
             WorkerProcess(label, broker.url, root / label, env=env, log_dir=root / "logs")
             for label in ("dash-1", "dash-2")

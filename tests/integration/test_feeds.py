@@ -19,6 +19,7 @@ from monitor.broker import EmbeddedBroker
 from monitor.kafka_io import follow, header, publish
 from monitor.local import WorkerProcess
 from monitor.sim_formats import to_fhir, to_hl7v2
+from tests.integration.isolation import isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -93,16 +94,7 @@ def feeds(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> I
         "feeds",
         broker.url,
         root / "data",
-        {
-            "MONITOR_APP_ID": name,
-            "MONITOR_RESULTS_TOPIC": f"{name}.results",
-            "MONITOR_HL7V2_TOPIC": f"{name}.hl7v2",
-            "MONITOR_FHIR_TOPIC": f"{name}.fhir",
-            "MONITOR_TREATMENTS_TOPIC": f"{name}.treatments",
-            "MONITOR_VITALS_TOPIC": f"{name}.vitals",
-            "MONITOR_ALERTS_TOPIC": f"{name}.alerts",
-            "MONITOR_DLQ_TOPIC": f"{name}.dlq",
-        },
+        isolated_env(name),
         log_dir=root,
     )
     worker.start()

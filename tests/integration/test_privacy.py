@@ -13,6 +13,7 @@ from monitor.broker import EmbeddedBroker
 from monitor.kafka_io import publish
 from monitor.local import WorkerProcess
 from tests.builders import cbc
+from tests.integration.isolation import isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -22,13 +23,7 @@ PATIENT = "MRN-PRIVATE-90417"
 def test_debug_log_holds_no_patient_identifier(
     broker: EmbeddedBroker, unique_name: str, tmp_path: Path
 ) -> None:
-    topics = {
-        "MONITOR_APP_ID": unique_name,
-        "MONITOR_RESULTS_TOPIC": f"{unique_name}.results",
-        "MONITOR_ALERTS_TOPIC": f"{unique_name}.alerts",
-        "MONITOR_DLQ_TOPIC": f"{unique_name}.dlq",
-        "MONITOR_LOG_LEVEL": "debug",
-    }
+    topics = {**isolated_env(unique_name), "MONITOR_LOG_LEVEL": "debug"}
     worker = WorkerProcess("private", broker.url, tmp_path / "data", topics, log_dir=tmp_path)
     worker.start()
     try:

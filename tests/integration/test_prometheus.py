@@ -24,6 +24,7 @@ from monitor.kafka_io import bootstrap_of, publish
 from monitor.local import WorkerProcess
 from tests.builders import cbc
 from tests.deploy import JOB, RULES_FILE, require, rule_exprs, used_metric_names
+from tests.integration.isolation import isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -109,13 +110,7 @@ def poll(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE_S) 
 
 @pytest.fixture
 def worker(broker: EmbeddedBroker, unique_name: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    env = {
-        "MONITOR_APP_ID": unique_name,
-        "MONITOR_RESULTS_TOPIC": f"{unique_name}.results",
-        "MONITOR_ALERTS_TOPIC": f"{unique_name}.alerts",
-        "MONITOR_DLQ_TOPIC": f"{unique_name}.dlq",
-        "MONITOR_PARTITIONS": "2",
-    }
+    env = {**isolated_env(unique_name), "MONITOR_PARTITIONS": "2"}
     process = WorkerProcess("prom-worker", broker.url, tmp_path / "worker", env=env)
     try:
         process.start().wait_ready(60)

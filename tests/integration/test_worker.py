@@ -43,6 +43,7 @@ from monitor.local import WorkerProcess
 from monitor.replay import replay_values
 from monitor.simulator import CohortSpec, SimMessage, simulate_cohort
 from tests.builders import cbc
+from tests.integration.isolation import isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,7 @@ class Deployment:
 
     def env(self) -> dict[str, str]:
         return {
-            "MONITOR_APP_ID": self.name,
+            **isolated_env(self.name),
             "MONITOR_RESULTS_TOPIC": self.results_topic,
             "MONITOR_ALERTS_TOPIC": self.alerts_topic,
             "MONITOR_DLQ_TOPIC": self.dlq_topic,
@@ -905,16 +906,16 @@ async def test_health_readiness_and_metrics(shared: Deployment) -> None:
 
     assert await asyncio.to_thread(eventually, counted)
     assert metric(workers, "monitor_results_consumed_total") >= len(values)
+
     # Every input topic has a lag series; with everything processed and committed it drains.
     def lag_series(worker: WorkerProcess) -> set[str]:
-        return {s.labels["topic"] for s in metric_samples(worker) if s.name == "monitor_consumer_lag"}
+        samples = metric_samples(worker)
+        return {s.labels["topic"] for s in samples if s.name == "monitor_consumer_lag"}
 
     assert await asyncio.to_thread(
         eventually, lambda: all(shared.results_topic in lag_series(w) for w in workers)
     ), [lag_series(w) for w in workers]
-    assert await asyncio.to_thread(
-        eventually, lambda: metric(workers, "monitor_consumer_lag") == 0
-    )
+    assert await asyncio.to_thread(eventually, lambda: metric(workers, "monitor_consumer_lag") == 0)
     build = [s for w in workers for s in metric_samples(w) if s.name == "monitor_build_info"]
     assert all(s.labels.get("version") for s in build)
     for worker in workers:
