@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/cbc-monitor demo
 
 test: $(STAMP)
+	bash scripts/system-packages.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)
