@@ -3,6 +3,7 @@ alert topic.
 
 Pure parts: ``episodes`` (the open-episode state rebuilt from the topic), ``alertmanager`` and
 ``pagerduty`` (what to post for each change), ``pseudonym`` (patient references for labels).
-I/O: ``runner`` (Kafka consumers, HTTP posts with retry, keep-alive) and ``command`` (the CLI).
+I/O: ``runner`` (Kafka consumers, HTTP posts with retry, keep-alive), ``metrics`` (Prometheus
+metrics and their /metrics, /healthz server) and ``command`` (the CLI).
 docs/paging.md is the operator guide.
 """

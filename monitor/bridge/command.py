@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from aiokafka.errors import KafkaError
 
+from monitor.bridge.metrics import DEFAULT_METRICS_PORT
 from monitor.bridge.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonym_key
 from monitor.settings import load_settings
 
@@ -41,6 +42,16 @@ def _seconds(value: str) -> float:
     if not 1 <= seconds <= 3600:
         raise argparse.ArgumentTypeError("must be between 1 and 3600 seconds")
     return seconds
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 (no metrics server) and 65535")
+    return port
 
 
 def add_bridge_parser(sub: Any) -> None:
@@ -80,6 +91,17 @@ def add_bridge_parser(sub: Any) -> None:
             type=Path,
             help="file holding the key of patient_ref (else $MONITOR_PSEUDONYM_KEY)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=DEFAULT_METRICS_PORT,
+            help=f"port of /metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0: none)",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="0.0.0.0",
+            help="address the metrics server binds (default 0.0.0.0)",
+        )
         parser.set_defaults(func=cmd_bridge)
 
 
@@ -99,6 +121,7 @@ def _routing_key(path: Path | None) -> str:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
+    from monitor.bridge.metrics import MetricsServerError, start_metrics_server
     from monitor.bridge.runner import Bridge, BridgeOptions, Output
 
     settings = load_settings()
@@ -134,14 +157,31 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, bridge.stop)
-        await bridge.run()
+        server = None
+        if args.metrics_port:
+            server = await start_metrics_server(
+                bridge.metrics, args.metrics_host, args.metrics_port
+            )
+        try:
+            await bridge.run()
+        finally:
+            if server is not None:
+                await server.cleanup()
 
+    metrics_at = f"{args.metrics_host}:{args.metrics_port}" if args.metrics_port else "off"
     logging.getLogger("monitor.bridge").info(
-        "bridge to %s: topic %s, group %s", output.name, settings.alerts_topic, args.group
+        "bridge to %s: topic %s, group %s, metrics %s",
+        output.name,
+        settings.alerts_topic,
+        args.group,
+        metrics_at,
     )
     try:
         asyncio.run(serve())
     except KafkaError as exc:
         print(f"cbc-monitor bridge: Kafka failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except MetricsServerError as exc:
+        print(f"cbc-monitor bridge: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from monitor.alert import Alert
 from monitor.bridge.episodes import Change, EpisodeBook
+from monitor.bridge.metrics import BridgeMetrics, Outcome
 from monitor.kafka_security import aiokafka_security_kwargs
 from monitor.settings import MonitorSettings
 
@@ -87,7 +88,10 @@ def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
 
 
 class Poster:
-    """POSTs JSON bodies to one URL until each is accepted (2xx), or the bridge stops."""
+    """POSTs JSON bodies to one URL until each is accepted (2xx), or the bridge stops.
+
+    Every attempt is counted by outcome; ``retrying`` is 1 from a post's first failure until it
+    is accepted (a stop while retrying leaves it at 1: the post never went through)."""
 
     def __init__(
         self,
@@ -95,24 +99,35 @@ class Poster:
         name: str,
         options: BridgeOptions,
         stopping: asyncio.Event,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self._session = session
         self._name = name
         self._options = options
         self._stopping = stopping
+        self.metrics = metrics if metrics is not None else BridgeMetrics(name)
         self.posted = 0
 
     async def post(self, body: Any) -> None:
         delays = backoff_delays(self._options.initial_backoff, self._options.max_backoff)
+        retrying = False
         while True:
+            outcome: Outcome
             try:
                 async with self._session.post(self._options.url, json=body) as response:
                     if 200 <= response.status < 300:
+                        self.metrics.post_attempt("ok")
+                        if retrying:
+                            self.metrics.retry_ended()
                         self.posted += 1
                         return
-                    problem = f"answered HTTP {response.status}"
+                    outcome, problem = "http_error", f"answered HTTP {response.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"unreachable ({type(exc).__name__})"
+                outcome, problem = "unreachable", f"unreachable ({type(exc).__name__})"
+            self.metrics.post_attempt(outcome)
+            if not retrying:
+                retrying = True
+                self.metrics.retry_started()
             delay = delays()
             log.warning("%s %s; retrying in %.1f s", self._name, problem, delay)
             with contextlib.suppress(TimeoutError):
@@ -145,11 +160,13 @@ class Bridge:
         output: Output,
         options: BridgeOptions,
         clock: Callable[[], datetime] = utcnow,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.output = output
         self.options = options
         self.clock = clock
+        self.metrics = metrics if metrics is not None else BridgeMetrics(output.name)
         self.book = EpisodeBook()
         self.synced = asyncio.Event()  # set once the start-up sync is posted
         self._stopping = asyncio.Event()
@@ -169,7 +186,7 @@ class Bridge:
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.http_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            poster = Poster(session, self.output.name, self.options, self._stopping)
+            poster = Poster(session, self.output.name, self.options, self._stopping, self.metrics)
             try:
                 await self._run(poster)
             except StopRequestedError:
@@ -195,6 +212,7 @@ class Bridge:
         try:
             committed = {tp: await consumer.committed(tp) for tp in partitions}
             since_commit = await self._rebuild(partitions, committed)
+            self.metrics.open_episodes.set(len(self.book))
             if self._stopping.is_set():
                 return
             async with self._lock:
@@ -206,6 +224,7 @@ class Bridge:
                 len(self.book),
                 len(bodies),
             )
+            self.metrics.synced.set(1)
             self.synced.set()
             keepalive = asyncio.create_task(self._keepalive(poster))
             consumer.subscribe([self.topic])
@@ -296,8 +315,11 @@ class Bridge:
                 uncommitted: int | None = None
                 for record in records:
                     alert = decode(record)
+                    if alert is not None:
+                        self.metrics.alerts_consumed.inc()
                     async with self._lock:
                         change = self.book.apply(alert) if alert is not None else None
+                        self.metrics.open_episodes.set(len(self.book))
                         bodies = self.output.on_change(change, self.clock()) if change else []
                         for body in bodies:
                             await poster.post(body)

@@ -1,5 +1,6 @@
 """Helpers shared by the deployment checks: repository paths, required binaries, and the metric
-names that the Grafana dashboard and the alerting rules use versus those the worker exports."""
+names that the Grafana dashboard and the alerting rules use versus those the worker and the
+paging bridge export (each from its own registry)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.bridge.metrics import BridgeMetrics
 from monitor.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +28,9 @@ K8S = DEPLOY / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 JOB = "cbc-monitor"
+BRIDGE_JOB = "cbc-monitor-bridge"
+#: Metrics with this prefix come from the paging bridge's scrape (job cbc-monitor-bridge).
+BRIDGE_METRIC_PREFIX = "monitor_bridge_"
 
 # Series Prometheus itself writes for every scrape target; not the worker's to export.
 PROMETHEUS_SERIES = frozenset({"up"})
@@ -69,8 +74,17 @@ def metric_names(expr: str) -> set[str]:
 def exported_metric_names() -> set[str]:
     """Every sample name a fresh worker registry exposes, labelled series included even before
     their first sample (from the ``# TYPE`` lines; histograms add their suffixes)."""
+    return _typed_names(Metrics().exposition())
+
+
+def exported_bridge_metric_names() -> set[str]:
+    """The same for a fresh paging-bridge registry."""
+    return _typed_names(BridgeMetrics("alertmanager").exposition())
+
+
+def _typed_names(exposition: bytes) -> set[str]:
     names: set[str] = set()
-    for line in Metrics().exposition().decode().splitlines():
+    for line in exposition.decode().splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split()
             if kind == "histogram":
@@ -104,7 +118,18 @@ def rule_exprs() -> dict[str, str]:
     }
 
 
-def used_metric_names() -> set[str]:
+def all_used_metric_names() -> set[str]:
     """Every metric the dashboard and the alerting rules select."""
     exprs = [*dashboard_exprs(), *rule_exprs().values()]
     return set().union(*(metric_names(expr) for expr in exprs))
+
+
+def used_metric_names() -> set[str]:
+    """Every metric the dashboard and the alerting rules select from the workers' scrape: the
+    bridge's (``monitor_bridge_*``) excluded, a worker never exports them."""
+    return {n for n in all_used_metric_names() if not n.startswith(BRIDGE_METRIC_PREFIX)}
+
+
+def used_bridge_metric_names() -> set[str]:
+    """Every bridge metric (``monitor_bridge_*``) the dashboard and the alerting rules select."""
+    return {n for n in all_used_metric_names() if n.startswith(BRIDGE_METRIC_PREFIX)}

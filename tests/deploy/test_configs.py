@@ -1,6 +1,7 @@
 """The deployment files are checked by the tools that will read them, without a Docker engine:
 docker-compose, promtool and amtool (Debian packages), yaml for the Kubernetes manifests, and
-the worker's own metrics registry for every metric the dashboard and the rules name.
+the worker's and the paging bridge's own metrics registries for every metric the dashboard and
+the rules name.
 
 ``python -m tests.deploy.test_configs`` rewrites deploy/k8s/prometheusrule.yaml from the rules.
 """
@@ -19,6 +20,7 @@ import yaml
 
 from tests.deploy import (
     ALERTMANAGER_CONFIG,
+    BRIDGE_JOB,
     COMPOSE_FILE,
     DASHBOARD,
     DEPLOY,
@@ -30,11 +32,14 @@ from tests.deploy import (
     ROOT,
     RULES_FILE,
     RULES_TEST_FILE,
+    all_used_metric_names,
     dashboard_exprs,
+    exported_bridge_metric_names,
     exported_metric_names,
     metric_names,
     require,
     rule_exprs,
+    used_bridge_metric_names,
     used_metric_names,
 )
 
@@ -43,6 +48,7 @@ COMPOSE_SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "test-only",
 }
 PROMETHEUS_RULE = K8S / "prometheusrule.yaml"
+BRIDGE_METRICS_PORT = 9464
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -94,6 +100,11 @@ def k8s_documents() -> list[dict[str, Any]]:
 
 def k8s_kind(kind: str) -> list[dict[str, Any]]:
     return [doc for doc in k8s_documents() if doc["kind"] == kind]
+
+
+def k8s_named(kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [doc for doc in k8s_kind(kind) if doc["metadata"]["name"] == name]
+    return doc
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +180,21 @@ def test_compose_bridge_posts_to_alertmanager(compose: dict[str, Any]) -> None:
     assert "MONITOR_BROKER_URL" in bridge["environment"]
 
 
+def test_compose_bridge_serves_metrics_inside_the_network_only(compose: dict[str, Any]) -> None:
+    """Prometheus scrapes bridge:9464 (the bridge's default --metrics-port) on the compose
+    network; no host port, and the health check asks the bridge's own /healthz."""
+    bridge = compose["services"]["bridge"]
+    assert "--metrics-port" not in bridge["command"]  # the default
+    assert [str(port) for port in bridge["expose"]] == [str(BRIDGE_METRICS_PORT)]
+    assert "ports" not in bridge
+    check = " ".join(bridge["healthcheck"]["test"])
+    assert f"127.0.0.1:{BRIDGE_METRICS_PORT}/healthz" in check
+    assert not bridge["healthcheck"].get("disable")
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs[BRIDGE_JOB]["static_configs"][0]["targets"] == [f"bridge:{BRIDGE_METRICS_PORT}"]
+
+
 def test_compose_mounts_the_shipped_configuration(compose: dict[str, Any]) -> None:
     def binds(service: str) -> dict[str, Path]:
         found = mounts(compose["services"][service])
@@ -210,6 +236,7 @@ def test_prometheus_config_is_accepted_by_promtool() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = jobs[JOB]["static_configs"][0]["targets"]
     assert targets == ["worker-1:6066", "worker-2:6066"]
+    assert jobs[BRIDGE_JOB]["static_configs"][0]["targets"] == ["bridge:9464"]
     am = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == ["alertmanager:9093"]
     rule_globs = [PROMETHEUS_CONFIG.parent / pattern for pattern in config["rule_files"]]
@@ -220,20 +247,32 @@ def test_prometheus_config_is_accepted_by_promtool() -> None:
 def test_alerting_rules_are_accepted_by_promtool_and_labelled_for_routing() -> None:
     result = run(require("promtool", "prometheus"), "check", "rules", str(RULES_FILE))
     assert_ok(result)
-    rules = yaml.safe_load(RULES_FILE.read_text())["groups"][0]["rules"]
+    groups = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
     assert {r["alert"] for r in rules} >= {
         "CbcMonitorWorkerDown",
         "CbcMonitorNoResultsConsumed",
         "CbcMonitorDeadLetters",
         "CbcMonitorConsumerLagGrowing",
         "CbcMonitorAlertLatencyHigh",
+        "CbcMonitorBridgeDown",
+        "CbcMonitorBridgeRetrying",
     }
     for rule in rules:
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         assert rule["labels"]["component"] == "cbc-monitor", rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         assert rule["annotations"]["description"], rule["alert"]
-        assert f'job="{JOB}"' in rule["expr"], rule["alert"]
+        assert set(re.findall(r'job="([^"]*)"', rule["expr"])) in ({JOB}, {BRIDGE_JOB}), rule
+    bridge = {r["alert"]: r for r in rules if "Bridge" in r["alert"]}
+    assert bridge["CbcMonitorBridgeDown"]["expr"] == f'up{{job="{BRIDGE_JOB}"}} == 0'
+    assert bridge["CbcMonitorBridgeRetrying"]["expr"] == (
+        f'monitor_bridge_retrying{{job="{BRIDGE_JOB}"}} == 1'
+    )
+    assert {alert: (r["for"], r["labels"]["severity"]) for alert, r in bridge.items()} == {
+        "CbcMonitorBridgeDown": ("2m", "critical"),
+        "CbcMonitorBridgeRetrying": ("5m", "critical"),
+    }
 
 
 def test_alerting_rules_pass_their_unit_tests() -> None:
@@ -294,9 +333,34 @@ def test_dashboard_covers_the_operational_views() -> None:
     }
 
 
-def test_rules_name_only_metrics_the_worker_exports() -> None:
-    exported = exported_metric_names() | PROMETHEUS_SERIES
-    assert used_metric_names() <= exported, sorted(used_metric_names() - exported)
+def test_rules_name_only_metrics_the_worker_or_the_bridge_exports() -> None:
+    worker = exported_metric_names() | PROMETHEUS_SERIES
+    bridge = exported_bridge_metric_names() | PROMETHEUS_SERIES
+    assert used_metric_names() <= worker, sorted(used_metric_names() - worker)
+    assert used_bridge_metric_names() <= bridge, sorted(used_bridge_metric_names() - bridge)
+    assert used_bridge_metric_names() >= {"monitor_bridge_retrying"}
+    assert all_used_metric_names() == used_metric_names() | used_bridge_metric_names()
+
+
+def test_each_rule_names_only_metrics_of_the_job_it_selects() -> None:
+    """A rule on job cbc-monitor-bridge can only see the bridge's scrape, and vice versa."""
+    exported = {
+        JOB: exported_metric_names() | PROMETHEUS_SERIES,
+        BRIDGE_JOB: exported_bridge_metric_names() | PROMETHEUS_SERIES,
+    }
+    for alert, expr in rule_exprs().items():
+        (job,) = set(re.findall(r'job="([^"]*)"', expr))
+        names = metric_names(expr)
+        assert names <= exported[job], f"{alert}: {sorted(names - exported[job])} not in {job}"
+
+
+def test_bridge_metric_names_are_checked_against_the_bridge_registry() -> None:
+    """The check itself can fail: a misspelt bridge metric is not in the bridge's registry."""
+    bridge = exported_bridge_metric_names()
+    assert "monitor_bridge_posts_total" in bridge
+    assert "monitor_bridge_retrying" in bridge
+    assert not metric_names('monitor_bridge_retryng{job="cbc-monitor-bridge"} == 1') <= bridge
+    assert not bridge & exported_metric_names()  # two registries, no shared names
 
 
 def test_dashboard_exprs_are_valid_promql(tmp_path: Path) -> None:
@@ -339,8 +403,8 @@ def test_k8s_manifests_parse_with_required_fields() -> None:
         assert doc["metadata"].get("namespace", "cbc-monitor") == "cbc-monitor"
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == sorted(
-        ["Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget",
-         "Deployment", "ServiceMonitor", "PrometheusRule", "Kustomization"]
+        ["Namespace", "ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget",
+         "Deployment", "ServiceMonitor", "ServiceMonitor", "PrometheusRule", "Kustomization"]
     )  # fmt: skip
     kustomization = k8s_kind("Kustomization")[0]
     listed = set(kustomization["resources"])
@@ -366,7 +430,7 @@ def test_k8s_worker_statefulset() -> None:
     assert container["args"] == ["worker"]
     # Pods forward requests to each other by hostname: a headless service that keeps
     # not-ready pods resolvable, and a search domain for the pods' short names.
-    service = k8s_kind("Service")[0]
+    service = k8s_named("Service", JOB)
     assert service["metadata"]["name"] == spec["serviceName"] == JOB
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["publishNotReadyAddresses"] is True
@@ -384,13 +448,42 @@ def test_k8s_bridge_and_scraping() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert "secretKeyRef" in env["MONITOR_PSEUDONYM_KEY"]["valueFrom"]
     assert bridge["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
-    monitor = k8s_kind("ServiceMonitor")[0]
-    service = k8s_kind("Service")[0]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
-        service["metadata"]["labels"].items()
-    )
-    ports = {p["name"] for p in service["spec"]["ports"]}
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    # Each ServiceMonitor selects exactly the service whose name is its job label.
+    services = k8s_kind("Service")
+    for job in (JOB, BRIDGE_JOB):
+        monitor = k8s_named("ServiceMonitor", job)
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        selected = [s for s in services if wanted <= s["metadata"]["labels"].items()]
+        assert [s["metadata"]["name"] for s in selected] == [job]
+        ports = {p["name"] for p in selected[0]["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+        assert {e["path"] for e in monitor["spec"]["endpoints"]} == {"/metrics"}
+
+
+def test_k8s_bridge_serves_metrics_and_healthz() -> None:
+    bridge = k8s_named("Deployment", "cbc-monitor-bridge")
+    template = bridge["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    args = container["args"]
+    port = int(args[args.index("--metrics-port") + 1])
+    assert port == BRIDGE_METRICS_PORT
+    (declared,) = container["ports"]
+    assert (declared["name"], declared["containerPort"]) == ("metrics", port)
+    probe = container["livenessProbe"]["httpGet"]
+    assert (probe["path"], probe["port"]) == ("/healthz", "metrics")
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    service = k8s_named("Service", BRIDGE_JOB)
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    assert service["spec"]["selector"].items() == bridge["spec"]["selector"]["matchLabels"].items()
+    (service_port,) = service["spec"]["ports"]
+    assert (service_port["name"], service_port["port"]) == ("metrics", port)
+    assert service_port["targetPort"] == "metrics"
+    # The worker service must not pick up the bridge pod (its job would get a bridge target).
+    worker = k8s_named("Service", JOB)
+    assert not worker["spec"]["selector"].items() <= template["metadata"]["labels"].items()
 
 
 def render_prometheus_rule() -> str:

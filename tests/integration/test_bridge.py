@@ -4,7 +4,8 @@ Alerts are the detector's own (``Detector.process`` on canonical results, stampe
 with aiokafka to a topic of the test's own on the embedded broker. The Alertmanager bridge runs as
 a real ``cbc-monitor bridge alertmanager`` child process; Alertmanager is the Debian
 ``prometheus-alertmanager`` binary started with the shipped deploy/alertmanager/alertmanager.yml.
-Everything is checked through Alertmanager's ``GET /api/v2/alerts``, polling with deadlines. The
+Everything is checked through Alertmanager's ``GET /api/v2/alerts``, polling with deadlines, and
+the bridge's own ``/metrics`` (posts, synced, open episodes) is scraped along the way. The
 keep-alive test (1 s interval) and the PagerDuty test (a local aiohttp receiver shaped like
 ``/v2/enqueue``) run the same ``Bridge`` in-process.
 """
@@ -34,6 +35,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alert import Alert
 from monitor.bridge.alertmanager import AlertmanagerOutput
@@ -129,6 +131,7 @@ class Child:
     argv: list[str]
     log_path: Path
     env: dict[str, str] | None = None
+    metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -240,9 +243,35 @@ def bridge_process(
         "MONITOR_ALERTS_TOPIC": topic,
         "MONITOR_PSEUDONYM_KEY": PSEUDONYM_KEY,
     }
+    port = find_free_port()
     argv = [sys.executable, "-m", "monitor.cli", "bridge", "alertmanager", "--url", manager.url]
     argv += ["--group", group, "--resend-interval", str(RESEND_INTERVAL_S)]
-    return Child(argv, log, env=env)
+    argv += ["--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
+    return Child(argv, log, env=env, metrics_port=port)
+
+
+def _counted(
+    bridge: Child, key: tuple[str, str | None], value: float
+) -> dict[tuple[str, str | None], float] | None:
+    metrics = bridge_metrics(bridge)
+    return metrics if metrics[key] == value else None
+
+
+def bridge_metrics(bridge: Child) -> dict[tuple[str, str | None], float]:
+    """The bridge's ``monitor_bridge_*`` samples from its ``/metrics``, keyed by (name,
+    outcome); every sample must be labelled ``output="alertmanager"``."""
+    url = f"http://127.0.0.1:{bridge.metrics_port}"
+    with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[tuple[str, str | None], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("monitor_bridge_") and not sample.name.endswith("_created"):
+                assert sample.labels["output"] == "alertmanager", sample
+                found[(sample.name, sample.labels.get("outcome"))] = sample.value
+    return found
 
 
 @pytest.fixture
@@ -288,6 +317,15 @@ def test_an_episode_fires_with_routing_labels_then_resolves(
         return [a for a in alertmanager.alerts() if a["labels"].get("dedup_key") == new.dedup_key]
 
     (alert,) = wait_for("the episode to fire in Alertmanager", firing)
+    # The rebuild may have posted it before the group consumer read it: wait for the group.
+    consumed = ("monitor_bridge_alerts_consumed_total", None)
+    metrics = wait_for("the group to consume it", lambda: _counted(bridge, consumed, 1))
+    assert metrics[("monitor_bridge_synced", None)] == 1
+    assert metrics[("monitor_bridge_open_episodes", None)] == 1
+    assert metrics[("monitor_bridge_posts_total", "ok")] >= 1
+    assert metrics[("monitor_bridge_posts_total", "http_error")] == 0
+    assert metrics[("monitor_bridge_retrying", None)] == 0
+    assert metrics[("monitor_bridge_last_success_timestamp_seconds", None)] > time.time() - WAIT_S
     assert alert["labels"] == {
         "alertname": "CytopeniaEpisode",
         "source": "cbc-monitor",
@@ -309,6 +347,10 @@ def test_an_episode_fires_with_routing_labels_then_resolves(
     send(broker, alert_topic, [resolved])
     wait_for("the episode to resolve", lambda: not firing())
     assert bridge.running(), bridge.log()
+    metrics = bridge_metrics(bridge)
+    assert metrics[("monitor_bridge_open_episodes", None)] == 0
+    assert metrics[consumed] == 2
+    assert metrics[("monitor_bridge_posts_total", "ok")] >= 2
 
 
 def test_pancytopenia_inhibits_its_components_for_the_same_patient_only(
@@ -405,6 +447,11 @@ def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
     assert restarted.running(), restarted.log()
     # The rebuild saw all three (its start-up sync ended the retired labelsets itself).
     assert "synced: 2 open episodes" in restarted.log()
+    metrics = bridge_metrics(restarted)
+    assert metrics[("monitor_bridge_synced", None)] == 1
+    assert metrics[("monitor_bridge_open_episodes", None)] == len(expected)
+    assert metrics[("monitor_bridge_posts_total", "ok")] >= 1  # the start-up sync
+    assert metrics[("monitor_bridge_alerts_consumed_total", None)] >= 3  # its down time's alerts
 
 
 def wait_for_episodes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,35 @@ def test_defaults_per_output() -> None:
         ]
     )
     assert (pager.group, pager.resend_interval, pager.routing_key_file) == ("g", 5.0, None)
+
+
+def test_metrics_server_defaults_and_port_0() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["bridge", "pagerduty", "--url", "https://pd/v2/enqueue"])
+    assert (args.metrics_host, args.metrics_port) == ("0.0.0.0", 9464)
+    args = parser.parse_args(
+        ["bridge", "alertmanager", "--url", "http://am:9093", "--metrics-port", "0"]
+    )
+    assert args.metrics_port == 0  # no metrics server
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "metrics"])
+def test_a_bad_metrics_port_exits_2(port: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bridge", "alertmanager", "--url", "http://am:9093", "--metrics-port", port])
+    assert exit_info.value.code == 2
+
+
+def test_a_metrics_port_in_use_exits_1_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked before Kafka is touched: the unreachable broker below is never contacted."""
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "unit-test-pseudonym-key-0123456789")
+    monkeypatch.setenv("MONITOR_BROKER_URL", "kafka://127.0.0.1:9")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        argv = ["bridge", "alertmanager", "--url", "http://127.0.0.1:9"]
+        assert main([*argv, "--metrics-host", "127.0.0.1", "--metrics-port", port]) == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -1,8 +1,10 @@
-"""Posting with retry: a refused or failed post is retried with backoff, never dropped."""
+"""Posting with retry: a refused or failed post is retried with backoff, never dropped, and
+every attempt shows in the bridge's metrics (posts by outcome, retrying, last success)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from monitor.bridge.metrics import BridgeMetrics
 from monitor.bridge.runner import BridgeOptions, Poster, StopRequestedError, backoff_delays
 from monitor.broker import find_free_port
 
@@ -21,17 +24,18 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 class Receiver:
-    """A local HTTP endpoint that refuses the first ``failures`` posts with a 503."""
+    """A local HTTP endpoint that refuses the first ``failures`` posts with ``status``."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, status: int = 503) -> None:
         self.failures = failures
+        self.status = status
         self.bodies: list[Any] = []
         self.refused = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.refused < self.failures:
             self.refused += 1
-            return web.Response(status=503)
+            return web.Response(status=self.status)
         self.bodies.append(await request.json())
         return web.Response(status=202)
 
@@ -85,3 +89,94 @@ async def test_an_unreachable_endpoint_is_retried_until_the_bridge_stops() -> No
         with pytest.raises(StopRequestedError):
             await asyncio.wait_for(task, timeout=5)
     assert poster.posted == 0
+
+
+def posts(metrics: BridgeMetrics) -> dict[str, float | None]:
+    return {
+        outcome: metrics.value("monitor_bridge_posts_total", outcome=outcome)
+        for outcome in ("ok", "http_error", "unreachable")
+    }
+
+
+def retrying(metrics: BridgeMetrics) -> float | None:
+    return metrics.value("monitor_bridge_retrying")
+
+
+def last_success(metrics: BridgeMetrics) -> float | None:
+    return metrics.value("monitor_bridge_last_success_timestamp_seconds")
+
+
+@pytest.mark.asyncio
+async def test_a_500_then_a_200_counts_one_error_one_success_and_ends_the_retry(
+    serve: Any,
+) -> None:
+    url = await serve(Receiver(failures=1, status=500))
+    metrics = BridgeMetrics("alertmanager")
+    assert posts(metrics) == {"ok": 0.0, "http_error": 0.0, "unreachable": 0.0}
+    assert (retrying(metrics), last_success(metrics)) == (0.0, 0.0)
+    before = time.time()
+    async with aiohttp.ClientSession() as session:
+        poster = Poster(session, "alertmanager", options(url), asyncio.Event(), metrics)
+        await asyncio.wait_for(poster.post({"n": 1}), timeout=10)
+    assert posts(metrics) == {"ok": 1.0, "http_error": 1.0, "unreachable": 0.0}
+    assert retrying(metrics) == 0.0
+    assert before <= (last_success(metrics) or 0.0) <= time.time()
+
+
+@pytest.mark.asyncio
+async def test_a_4xx_answered_forever_keeps_retrying_at_1(serve: Any) -> None:
+    """Alertmanager refusing every post (e.g. 400 after an incompatible upgrade): nothing is
+    dropped, and the gauge the CbcMonitorBridgeRetrying rule watches stays at 1."""
+    url = await serve(Receiver(failures=10**6, status=400))
+    metrics = BridgeMetrics("alertmanager")
+    stopping = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        poster = Poster(session, "alertmanager", options(url), stopping, metrics)
+        task = asyncio.create_task(poster.post({"n": 1}))
+        deadline = time.monotonic() + 10
+        while (posts(metrics)["http_error"] or 0) < 3:
+            assert time.monotonic() < deadline, posts(metrics)
+            await asyncio.sleep(0.01)
+        assert retrying(metrics) == 1.0
+        assert not task.done()
+        stopping.set()
+        with pytest.raises(StopRequestedError):
+            await asyncio.wait_for(task, timeout=5)
+    assert posts(metrics)["ok"] == 0.0
+    assert last_success(metrics) == 0.0
+    assert retrying(metrics) == 1.0  # the post never went through
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_output_counts_as_unreachable() -> None:
+    url = f"http://127.0.0.1:{find_free_port()}/in"  # nothing listens there
+    metrics = BridgeMetrics("pagerduty")
+    stopping = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        poster = Poster(session, "pagerduty", options(url), stopping, metrics)
+        task = asyncio.create_task(poster.post({"n": 1}))
+        deadline = time.monotonic() + 10
+        while not posts(metrics)["unreachable"]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert retrying(metrics) == 1.0
+        stopping.set()
+        with pytest.raises(StopRequestedError):
+            await asyncio.wait_for(task, timeout=5)
+    assert posts(metrics)["ok"] == posts(metrics)["http_error"] == 0.0
+
+
+@pytest.mark.asyncio
+async def test_consecutive_posts_each_count_and_retrying_follows_the_current_one(
+    serve: Any,
+) -> None:
+    receiver = Receiver(failures=2)
+    url = await serve(receiver)
+    metrics = BridgeMetrics("alertmanager")
+    async with aiohttp.ClientSession() as session:
+        poster = Poster(session, "alertmanager", options(url), asyncio.Event(), metrics)
+        await asyncio.wait_for(poster.post({"n": 1}), timeout=10)
+        await asyncio.wait_for(poster.post({"n": 2}), timeout=10)
+    assert posts(metrics) == {"ok": 2.0, "http_error": 2.0, "unreachable": 0.0}
+    assert retrying(metrics) == 0.0
+    assert receiver.bodies == [{"n": 1}, {"n": 2}]
