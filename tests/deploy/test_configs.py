@@ -309,14 +309,23 @@ def test_metric_name_extraction() -> None:
     assert metric_names(expr) == {"a_bucket", "b", "c", "d"}
 
 
-def test_dashboard_names_only_metrics_the_worker_exports() -> None:
+def test_dashboard_names_only_metrics_the_worker_or_bridge_exports() -> None:
+    """A panel on the bridge's job may use the bridge's registry; every other one the worker's."""
     exprs = dashboard_exprs()
     assert len(exprs) >= 10
-    exported = exported_metric_names() | PROMETHEUS_SERIES
     for expr in exprs:
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
+        on_bridge = f'job="{BRIDGE_JOB}"' in expr
+        exported = (
+            exported_bridge_metric_names() if on_bridge else exported_metric_names()
+        ) | PROMETHEUS_SERIES
         assert names <= exported, f"{sorted(names - exported)} not exported (in {expr!r})"
+
+
+def test_dashboard_shows_the_paging_bridge() -> None:
+    used = set().union(*(metric_names(e) for e in dashboard_exprs() if BRIDGE_JOB in e))
+    assert {"monitor_bridge_posts_total", "monitor_bridge_retrying"} <= used
 
 
 def test_dashboard_covers_the_operational_views() -> None:
