@@ -296,6 +296,36 @@ def test_alertmanager_config_is_accepted_by_amtool() -> None:
     assert_ok(run(amtool, "check-config", str(ALERTMANAGER_CONFIG)))
 
 
+EPISODE = {"alertname": "CytopeniaEpisode", "source": "cbc-monitor", "condition": "neutropenia"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        # The monitor's own health, whatever its severity: the lab's ops team.
+        ({"alertname": "CbcMonitorWorkerDown", "component": "cbc-monitor", "severity": "critical"},
+         "lab-ops"),
+        ({"alertname": "CbcMonitorDeadLetters", "component": "cbc-monitor", "severity": "warning"},
+         "lab-ops"),
+        # Episodes: grade 3-4 and febrile neutropenia page; grade 1-2 and improving go to the ward.
+        ({**EPISODE, "severity": "critical", "grade": "4"}, "pager"),
+        ({**EPISODE, "condition": "febrile_neutropenia", "severity": "critical", "grade": "3"},
+         "pager"),
+        ({**EPISODE, "severity": "warning", "grade": "2"}, "ward-channel"),
+        ({**EPISODE, "severity": "info", "grade": "1"}, "ward-channel"),
+    ],
+)  # fmt: skip
+def test_alertmanager_routes_each_kind_of_alert_to_its_receiver(
+    labels: dict[str, str], receiver: str
+) -> None:
+    """amtool resolves the shipped routing tree for a label set, as Alertmanager would."""
+    amtool = require("amtool", "prometheus-alertmanager")
+    pairs = [f"{name}={value}" for name, value in labels.items()]
+    result = run(amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *pairs)
+    assert_ok(result)
+    assert result.stdout.split() == [receiver], result.stdout
+
+
 # --------------------------------------------------------------------------------------------
 # Grafana
 
