@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -128,8 +129,15 @@ async def test_worker_consumes_and_publishes_over_tls(
                 received.append(Alert.model_validate_json(record.value))
                 if {a.alert_id for a in received} >= {a.alert_id for a in expected}:
                     break
+        # The dashboard's own consumer of the alert topic connects over TLS too.
+        deadline = time.monotonic() + 30
+        episodes: list[Any] = []
+        while time.monotonic() < deadline and not episodes:
+            episodes = worker.get("/api/dashboard")[1]["episodes"]
+            await asyncio.sleep(0.25)
     assert [a.alert_id for a in received] == [a.alert_id for a in expected]
     assert received[0].patient_id == pid
+    assert [e["dedup_key"] for e in episodes] == [expected[0].dedup_key]
 
 
 @pytest.mark.timeout(60)
