@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from monitor.bench.adapters import measure_adapters
+from monitor.bench.alert_fold import measure_alert_folds
 from monitor.bench.detector import cohort_values, measure_detector
 from monitor.bench.passthrough import measure_passthrough
 from monitor.bench.service import measure_latency, measure_memory, measure_throughput
@@ -38,6 +39,13 @@ def main() -> None:
     )
     for name, (per_second, size) in measure_adapters().items():
         print(f"parse {name}: {per_second:,.0f} messages/s (one CBC each, {size:,} bytes)")
+    dashboard, bridge, alert_count = measure_alert_folds()
+    print(
+        f"alert topic folds, JSON decoding included ({alert_count:,} cohort alerts): dashboard "
+        f"view {dashboard:,.0f} alerts/s, paging bridge with Alertmanager payloads "
+        f"{bridge:,.0f} alerts/s",
+        flush=True,
+    )
     if args.detector_only:
         return
     with tempfile.TemporaryDirectory(prefix="cbc-bench-") as tmp, EmbeddedBroker() as broker:
