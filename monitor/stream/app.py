@@ -54,6 +54,8 @@ def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
         "producer_linger": settings.producer_linger,
         # Faust's producer batch size is in bytes: 1 puts every record in a batch of its own.
         **({"producer_max_batch_size": 1} if settings.one_record_per_batch else {}),
+        # Faust's /table/{name}/{key}/ would serve a patient's stored state with no token.
+        "web_tables_enabled": False,
         "autodiscover": False,
         "web_in_thread": False,
     }
@@ -115,7 +117,7 @@ class MonitorApp:
         for name in self.processor.feeds:
             self.app.agent(self._topics[name], name=f"consume-{name}", concurrency=1)(self._consume)
         self._counted_assignment: frozenset[Any] | None = None
-        self.app.timer(interval=2.0)(self._refresh_gauges)
+        self.app.timer(interval=2.0)(self._refresh_gauges_safely)
         self._add_web_routes()
         # The lab-ops page at /: its routes and the task folding the alert topic into its view.
         self.dashboard = install_dashboard(self)
@@ -189,6 +191,13 @@ class MonitorApp:
         )
         for topic, behind in lag.items():
             self.metrics.consumer_lag.labels(topic=topic).set(behind)
+
+    async def _refresh_gauges_safely(self) -> None:
+        """A failing timer would stop the Faust app: a gauge refresh must never do that."""
+        try:
+            await self._refresh_gauges()
+        except Exception as exc:  # e.g. a partition revoked between assignment() and highwater()
+            log.warning("gauge refresh failed (%s); retrying at the next tick", type(exc).__name__)
 
     # --- web -------------------------------------------------------------------------------
 

@@ -177,7 +177,11 @@ def test_compose_bridge_posts_to_alertmanager(compose: dict[str, Any]) -> None:
     assert bridge["image"] == compose["services"]["worker-1"]["image"]
     key = "MONITOR_PSEUDONYM_KEY"
     assert bridge["environment"][key] == COMPOSE_SECRETS[key]
-    assert "MONITOR_BROKER_URL" in bridge["environment"]
+    # Every setting of the workers (Kafka address and security, topics) reaches the bridge too,
+    # and the workers' dashboards key patient_ref the same way.
+    worker_env = compose["services"]["worker-1"]["environment"]
+    assert worker_env.items() <= bridge["environment"].items()
+    assert worker_env[key] == COMPOSE_SECRETS[key]
 
 
 def test_compose_bridge_serves_metrics_inside_the_network_only(compose: dict[str, Any]) -> None:
@@ -487,6 +491,9 @@ def test_k8s_bridge_and_scraping() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert "secretKeyRef" in env["MONITOR_PSEUDONYM_KEY"]["valueFrom"]
     assert bridge["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    # The workers' ConfigMap (Kafka address and security, topics) configures the bridge too.
+    (worker,) = k8s_kind("StatefulSet")[0]["spec"]["template"]["spec"]["containers"]
+    assert worker["envFrom"] == container["envFrom"]
     # Each ServiceMonitor selects exactly the service whose name is its job label.
     services = k8s_kind("Service")
     for job in (JOB, BRIDGE_JOB):

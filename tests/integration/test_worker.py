@@ -437,6 +437,9 @@ async def test_restart_with_fresh_data_dir_recovers_history_from_changelog(
 
         assert await asyncio.to_thread(eventually, lambda: history_has(worker, 2))
         assert worker.get(patient_path)[0] == 401
+        # Faust's own table browser would serve the same state with no token: it is off.
+        assert worker.get(f"/table/patients/{pid}/")[0] == 404
+        assert worker.get("/table/")[0] == 404
         assert worker.get(patient_path, bearer("not-the-token"))[0] == 401
         assert worker.get(patient_path, {"Authorization": API_TOKEN})[0] == 401
 
