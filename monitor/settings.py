@@ -29,6 +29,7 @@ from monitor.detector import DetectorSettings
 from monitor.grading import CtcaeVersion
 
 ENV_PREFIX = "MONITOR_"
+PSEUDONYM_KEY_MIN_LENGTH = 16  # as the paging bridge requires (monitor.bridge.pseudonym)
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
@@ -71,6 +72,8 @@ class MonitorSettings(BaseSettings):
     store: Literal["rocksdb", "memory"] = "rocksdb"
     max_message_bytes: int = Field(default=65_536, ge=1024)
     api_token: SecretStr | None = None
+    # Keys the dashboard's patient references (``ref:<hex>``, as the bridge's patient_ref).
+    pseudonym_key: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Kafka consumer-group session: a dead worker's partitions move after about 1.5x this.
     session_timeout: float = Field(default=6.0, ge=1, le=300)
@@ -118,6 +121,22 @@ class MonitorSettings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError("not a known IANA time zone name") from None
         return value
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _pseudonym_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """Trimmed as the bridge reads it, so both give the same ``patient_ref``; blank: unset."""
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        if not key:
+            return None
+        if len(key) < PSEUDONYM_KEY_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {PSEUDONYM_KEY_MIN_LENGTH} characters "
+                "(it keys the patient references shown on the dashboard)"
+            )
+        return SecretStr(key)
 
     @field_validator("local_codes_file")
     @classmethod

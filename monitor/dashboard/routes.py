@@ -6,7 +6,8 @@ recent alerts, ``GET /api/episodes/{dedup_key}/trend`` one episode's analyte his
 by the worker that owns the patient (Faust's router forwards the request there).
 
 Patient ids are masked in every response unless the request carries
-``Authorization: Bearer <MONITOR_API_TOKEN>``.
+``Authorization: Bearer <MONITOR_API_TOKEN>``: shown as ``ref:<hex>`` (the paging bridge's
+``patient_ref``) when ``MONITOR_PSEUDONYM_KEY`` is set, else as bullets only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from faust.web.exceptions import ServiceUnavailable
 
+from monitor.bridge.pseudonym import Pseudonymizer
 from monitor.dashboard.feed import AlertFeed
 from monitor.dashboard.trend import episode_trend
 from monitor.dashboard.view import DashboardView, mask_patient_id
@@ -67,6 +70,13 @@ def reveals_patient_ids(settings: MonitorSettings, authorization: str) -> bool:
     return hmac.compare_digest(authorization.encode(), expected.encode())
 
 
+def pseudonymizer(settings: MonitorSettings) -> Pseudonymizer | None:
+    """The bridge's ``Pseudonymizer`` for the worker's key (the settings trim it as the bridge
+    does, and both hash its UTF-8 bytes), so a ``ref:`` here equals a page's ``patient_ref``."""
+    key = settings.pseudonym_key
+    return Pseudonymizer(key.get_secret_value().encode()) if key is not None else None
+
+
 def install_dashboard(monitor: MonitorApp) -> DashboardView:
     """Register the dashboard's routes and its alert feed task on the worker's Faust app."""
     app = monitor.app
@@ -76,6 +86,7 @@ def install_dashboard(monitor: MonitorApp) -> DashboardView:
     feed = AlertFeed(settings, view)
     app.task(feed.run)
     static = load_static()
+    pseudonym = pseudonymizer(settings)
 
     def reveal(request: Request) -> bool:
         return reveals_patient_ids(settings, request.headers.get("Authorization", ""))
@@ -99,7 +110,7 @@ def install_dashboard(monitor: MonitorApp) -> DashboardView:
         )
         body: dict[str, Any] = {
             "dedup_key": dedup_key,
-            "patient": patient_id if revealed else mask_patient_id(patient_id),
+            "patient": patient_id if revealed else mask_patient_id(patient_id, pseudonym),
             "masked": not revealed,
             "condition": condition,
             "open": dedup_key in view.episodes,
@@ -122,7 +133,7 @@ def install_dashboard(monitor: MonitorApp) -> DashboardView:
 
     @app.page("/api/dashboard")
     async def dashboard(web: View, request: Request) -> Response:
-        body = view.snapshot(datetime.now(UTC), reveal=reveal(request))
+        body = view.snapshot(datetime.now(UTC), reveal=reveal(request), pseudonym=pseudonym)
         return web.json(body, headers=security_headers())
 
     @app.page("/api/episodes/{dedup_key}/trend")
@@ -139,6 +150,14 @@ def install_dashboard(monitor: MonitorApp) -> DashboardView:
                 )
             except SameNode:
                 return trend_here(self, request, dedup_key)
+            except ServiceUnavailable:  # no owner known yet (a rebalance): Faust's 503, our headers
+                return self.json(
+                    {"error": "owner of the patient unknown, try again"},
+                    status=503,
+                    headers=security_headers(),
+                )
+            # The router rebuilds the owner's answer from its body and status only.
+            response.headers.update(security_headers())
             return response
 
     return view

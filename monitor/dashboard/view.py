@@ -10,6 +10,7 @@ those two checks are the most recent ones only.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,15 +20,21 @@ from monitor.analytes import Condition
 
 GRADES = (1, 2, 3, 4)
 MASK = "\u2022" * 4  # four bullets
+REF_PREFIX = "ref:"
+
+# A patient reference: the paging bridge's keyed hash of a patient id (``Pseudonymizer``).
+Pseudonym = Callable[[str], str]
 
 
-def mask_patient_id(patient_id: str) -> str:
-    """Four bullets and at most the last 4 characters, always hiding at least 4 characters.
+def mask_patient_id(patient_id: str, pseudonym: Pseudonym | None) -> str:
+    """What a visitor without the API token sees instead of a patient id.
 
-    ``MRN-0042`` -> ``••••0042``; an id of 4 characters or fewer shows nothing of itself.
+    With a pseudonym key, ``ref:`` and the same keyed hash as Alertmanager's ``patient_ref``
+    label (so a page can be matched to a row, yet the id cannot be read back); without one,
+    four bullets, nothing of the id (part of an id, e.g. the digits of ``MRN-0042``, is the part
+    that tells patients apart).
     """
-    shown = min(4, max(0, len(patient_id) - 4))
-    return MASK + (patient_id[-shown:] if shown else "")
+    return REF_PREFIX + pseudonym(patient_id) if pseudonym is not None else MASK
 
 
 @dataclass(slots=True)
@@ -137,11 +144,11 @@ class DashboardView:
             row[key] = row.get(key, 0) + 1
         return table
 
-    def snapshot(self, now: datetime, reveal: bool) -> dict[str, Any]:
-        """The ``/api/dashboard`` body; patient ids masked unless ``reveal``."""
+    def snapshot(self, now: datetime, reveal: bool, pseudonym: Pseudonym | None) -> dict[str, Any]:
+        """The ``/api/dashboard`` body; ids masked by ``mask_patient_id`` unless ``reveal``."""
 
         def patient(patient_id: str) -> str:
-            return patient_id if reveal else mask_patient_id(patient_id)
+            return patient_id if reveal else mask_patient_id(patient_id, pseudonym)
 
         episodes = sorted(
             self.episodes.values(), key=lambda e: (-e.grade, e.opened_at, e.dedup_key)

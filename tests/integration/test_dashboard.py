@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,9 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
+from monitor.bridge.pseudonym import Pseudonymizer
 from monitor.broker import EmbeddedBroker
-from monitor.dashboard.view import mask_patient_id
+from monitor.dashboard.routes import security_headers
 from monitor.kafka_io import publish
 from monitor.local import WorkerProcess
 from tests.integration.isolation import isolated_env, topic_names
@@ -49,6 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TOKEN = "dashboard-test-token-5e81"
+PSEUDONYM_KEY = "dashboard-test-pseudonym-key-a2c7"
 KAFKA_WAIT_MS = 40_000  # a result's alert reaching the page: normally well under 5 s
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +63,12 @@ class Deployment:
     def __init__(self, broker: EmbeddedBroker, name: str, root: Path) -> None:
         self.broker = broker
         self.topics = topic_names(name)
-        env = {**isolated_env(name), "MONITOR_PARTITIONS": "2", "MONITOR_API_TOKEN": TOKEN}
+        env = {
+            **isolated_env(name),
+            "MONITOR_PARTITIONS": "2",
+            "MONITOR_API_TOKEN": TOKEN,
+            "MONITOR_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        }
         self.workers = [
             WorkerProcess(label, broker.url, root / label, env=env, log_dir=root / "logs")
             for label in ("dash-1", "dash-2")
@@ -120,6 +128,11 @@ def result(
     }
 
 
+def patient_ref(patient: str) -> str:
+    """What a tokenless visitor sees: the paging bridge's patient_ref for the same key."""
+    return "ref:" + Pseudonymizer(PSEUDONYM_KEY.encode())(patient)
+
+
 def new_patient() -> str:
     patient = f"MRN-{random.randrange(10**7, 10**8)}"
     USED_PATIENT_IDS.add(patient)
@@ -140,7 +153,7 @@ async def test_dashboard_shows_an_episode_its_trend_and_its_resolve(
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     patient = new_patient()
-    masked = mask_patient_id(patient)
+    masked = patient_ref(patient)
     # Context for the page: two other patients with open episodes.
     others = [
         result(
@@ -284,13 +297,23 @@ def test_trend_is_forwarded_to_the_owner_and_masked_without_the_token(
     assert status == 200
     owners = [w for w in (first, second) if urlsplit(str(owner)).port == w.web_port]
     assert len(owners) == 1, (owner, first.web_port, second.web_port)
-    answers = [w.get(f"/api/episodes/{keys[0]}/trend") for w in (first, second)]
-    assert [status for status, _ in answers] == [200, 200], answers
+    answers = [trend_with_headers(w, keys[0]) for w in (first, second)]
+    assert [status for status, _, _ in answers] == [200, 200], answers
     assert answers[0][1] == answers[1][1]
+    # The forwarded answer (Faust's router rebuilds it) has the headers of the owner's own.
+    for _, _, headers in answers:
+        for header, value in security_headers().items():
+            assert headers.get(header.lower()) == value, (header, headers)
     body = answers[0][1]
-    assert body["patient"] == mask_patient_id(patient)
-    assert patient not in json.dumps(answers)
+    assert body["patient"] == patient_ref(patient)
+    assert patient not in json.dumps([body for _, body, _ in answers])
     assert [p["value"] for p in body["series"][0]["points"]] == [0.7]
     for worker in deployment.workers:
         log = worker.log_path.read_text()
         assert not [p for p in USED_PATIENT_IDS if p in log], f"patient id in {worker.log_path}"
+
+
+def trend_with_headers(worker: WorkerProcess, dedup_key: str) -> tuple[int, Any, dict[str, str]]:
+    """(status, JSON body, headers by lower-case name) of a tokenless trend request."""
+    with urllib.request.urlopen(f"{worker.url}/api/episodes/{dedup_key}/trend", timeout=5) as r:
+        return r.status, json.loads(r.read()), {k.lower(): v for k, v in r.headers.items()}

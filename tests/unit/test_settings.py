@@ -228,3 +228,32 @@ def test_load_settings_never_prints_the_password(
     captured = capsys.readouterr()
     assert "invalid setting MONITOR_KAFKA_SASL_USERNAME: required when" in captured.err
     assert SECRET not in captured.err + captured.out
+
+
+# --- Dashboard pseudonyms (docs/dashboard.md) -------------------------------------------------
+
+
+def test_pseudonym_key_is_optional_and_trimmed_like_the_bridge_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert MonitorSettings().pseudonym_key is None
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "  pseudonym-key-0123456789\n")
+    key = MonitorSettings().pseudonym_key
+    assert key is not None
+    assert key.get_secret_value() == "pseudonym-key-0123456789"
+    assert "pseudonym-key" not in repr(MonitorSettings())
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "   ")
+    assert MonitorSettings().pseudonym_key is None  # blank is unset: ids fully masked
+
+
+def test_a_short_pseudonym_key_is_named_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    short = "key-15-chars-xy"
+    assert len(short) == 15
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", f"  {short}  ")  # 19 before trimming
+    described, raw = _error_for(monkeypatch)
+    assert described.startswith("invalid setting MONITOR_PSEUDONYM_KEY: must be at least 16")
+    assert short not in described + raw
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "k" * 16)
+    assert MonitorSettings().pseudonym_key is not None

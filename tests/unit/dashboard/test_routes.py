@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from faust.exceptions import SameNode
+from yarl import URL
 
 from monitor.alert import Alert
+from monitor.bridge.pseudonym import Pseudonymizer, load_pseudonym_key
 from monitor.dashboard.routes import (
     CONTENT_SECURITY_POLICY,
     STATIC_TYPES,
     load_static,
+    pseudonymizer,
     reveals_patient_ids,
+    security_headers,
 )
-from monitor.dashboard.view import mask_patient_id
+from monitor.dashboard.view import MASK
 from monitor.history import dump_state
 from monitor.settings import MonitorSettings
 from monitor.stream.app import MonitorApp
@@ -27,6 +33,8 @@ from tests.builders import cbc, replay
 TOKEN = "unit-test-token-19c2"
 PATIENT = "MRN-5521"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+KEY = "unit-test-pseudonym-key-4d0b"
+REF = "ref:" + Pseudonymizer(KEY.encode())(PATIENT)
 
 
 def test_static_files_ship_with_the_package_and_load_nothing_from_elsewhere() -> None:
@@ -59,9 +67,24 @@ def test_the_token_reveals_ids_only_when_it_matches() -> None:
     assert not reveals_patient_ids(MonitorSettings(), "Bearer ")
 
 
+def test_the_dashboard_ref_is_the_bridges_patient_ref_for_the_same_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both read MONITOR_PSEUDONYM_KEY trimmed and hash its UTF-8 bytes: the refs match."""
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "  cl\u00e9-partag\u00e9e-\u00fc-0123456789\t\n")
+    dashboard = pseudonymizer(MonitorSettings())
+    bridge = Pseudonymizer(load_pseudonym_key(os.environ))
+    assert dashboard is not None
+    for patient_id in (PATIENT, "MRN-0042", "p\u00e4tient-\u00f8"):
+        assert dashboard(patient_id) == bridge(patient_id)
+    assert pseudonymizer(MonitorSettings(pseudonym_key=None)) is None
+
+
 @pytest.fixture
 def monitor(tmp_path: Any) -> MonitorApp:
-    settings = MonitorSettings(store="memory", data_dir=tmp_path, api_token=TOKEN)
+    settings = MonitorSettings(
+        store="memory", data_dir=tmp_path, api_token=TOKEN, pseudonym_key=KEY
+    )
     return MonitorApp(settings)
 
 
@@ -113,7 +136,8 @@ async def test_dashboard_api_masks_ids_without_the_token(
     assert PATIENT not in text
     body = await masked.json()
     assert body["masked"] is True
-    assert body["episodes"][0]["patient"] == mask_patient_id(PATIENT)
+    assert body["episodes"][0]["patient"] == REF
+    assert {item["patient"] for item in body["recent"]} == {REF}
     assert body["counts"]["neutropenia"]["4"] == 1
     wrong = await (
         await client.get("/api/dashboard", headers={"Authorization": "Bearer no"})
@@ -145,7 +169,7 @@ async def test_trend_is_answered_from_the_owners_table(
     assert routed == [("patients", PATIENT)]
     body = await response.json()
     assert PATIENT not in await response.text()
-    assert body["patient"] == mask_patient_id(PATIENT)
+    assert body["patient"] == REF
     assert body["condition"] == "neutropenia"
     assert body["open"] is True
     (series,) = body["series"]
@@ -153,3 +177,83 @@ async def test_trend_is_answered_from_the_owners_table(
     revealed = await (await client.get(f"/api/episodes/{dedup_key}/trend", headers=AUTH)).json()
     assert revealed["patient"] == PATIENT
     assert (await client.get("/api/episodes/unknown-key/trend")).status == 404
+
+
+@pytest.mark.asyncio
+async def test_without_a_pseudonym_key_ids_are_fully_masked(tmp_path: Path) -> None:
+    keyless = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path, api_token=TOKEN))
+    alerts, _ = course()
+    for alert in alerts:
+        keyless.dashboard.apply(alert)
+    async with TestClient(TestServer(keyless.app.web.web_app)) as keyless_client:
+        response = await keyless_client.get("/api/dashboard")
+        body = await response.json()
+    assert body["masked"] is True
+    assert body["episodes"][0]["patient"] == MASK
+    assert {item["patient"] for item in body["recent"]} == {MASK}
+    assert "5521" not in await response.text()
+
+
+def assert_security_headers(headers: Any) -> None:
+    for name, value in security_headers().items():
+        assert headers.get(name) == value, name
+
+
+@pytest.mark.asyncio
+async def test_a_forwarded_trend_keeps_the_security_headers(
+    monitor: MonitorApp,
+    client: TestClient[Any, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's router forwards to the owner (a second app here) and rebuilds its answer."""
+    owner = MonitorApp(
+        MonitorSettings(
+            store="memory", data_dir=tmp_path / "owner", api_token=TOKEN, pseudonym_key=KEY
+        )
+    )
+    alerts, stored = course()
+    for app in (monitor, owner):
+        for alert in alerts:
+            app.dashboard.apply(alert)
+    monkeypatch.setattr(owner.table, "get", {PATIENT.encode(): stored}.get)
+
+    async def owner_is_this_node(table: str, key: Any, web: Any, request: Any) -> Any:
+        raise SameNode()
+
+    monkeypatch.setattr(owner.app.router, "route_req", owner_is_this_node)
+    dedup_key = alerts[0].dedup_key
+    try:
+        async with TestClient(TestServer(owner.app.web.web_app)) as owner_client:
+            owner_url = URL(str(owner_client.make_url("/")))
+            monkeypatch.setattr(monitor.app.router, "key_store", lambda table, key: owner_url)
+            direct = await owner_client.get(f"/api/episodes/{dedup_key}/trend")
+            forwarded = await client.get(f"/api/episodes/{dedup_key}/trend")
+            assert forwarded.status == 200
+            assert await forwarded.json() == await direct.json()
+            assert (await forwarded.json())["patient"] == REF
+            assert_security_headers(direct.headers)
+            assert_security_headers(forwarded.headers)
+            revealed = await client.get(f"/api/episodes/{dedup_key}/trend", headers=AUTH)
+            assert (await revealed.json())["patient"] == PATIENT
+            assert_security_headers(revealed.headers)
+    finally:
+        await monitor.app._maybe_close_http_client()
+
+
+@pytest.mark.asyncio
+async def test_a_trend_with_no_known_owner_is_a_503_with_the_security_headers(
+    monitor: MonitorApp, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alerts, _ = course()
+    for alert in alerts:
+        monitor.dashboard.apply(alert)
+
+    def no_owner(table: str, key: Any) -> URL:
+        raise KeyError(key)
+
+    monkeypatch.setattr(monitor.app.router, "key_store", no_owner)
+    response = await client.get(f"/api/episodes/{alerts[0].dedup_key}/trend")
+    assert response.status == 503
+    assert_security_headers(response.headers)
+    assert PATIENT not in await response.text()

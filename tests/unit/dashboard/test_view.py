@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from monitor.alert import Alert
-from monitor.dashboard.view import DashboardView, mask_patient_id
+from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.dashboard.view import MASK, DashboardView, mask_patient_id
 from monitor.model import CBCResult
 from tests.builders import T0, cbc, replay
 
 PATIENT = "MRN-0042"
+PSEUDONYM = Pseudonymizer(b"view-test-pseudonym-key-7f3a")
 
 
 def first_alerts(result: CBCResult) -> list[Alert]:
@@ -122,12 +125,21 @@ def test_the_feed_is_a_bounded_ring_buffer_newest_first() -> None:
     assert [a.alert_id for a in view.recent] == [a.alert_id for a in reversed(course[1:])]
 
 
-def test_mask_keeps_at_most_four_characters_and_hides_at_least_four() -> None:
-    assert mask_patient_id("MRN-0042") == "\u2022\u2022\u2022\u20220042"
-    assert mask_patient_id("MRN-0000123456") == "\u2022\u2022\u2022\u20223456"
-    assert mask_patient_id("P-12345") == "\u2022\u2022\u2022\u2022345"
-    assert mask_patient_id("P-1") == "\u2022\u2022\u2022\u2022"
-    assert mask_patient_id("") == "\u2022\u2022\u2022\u2022"
+def test_without_a_key_the_mask_shows_nothing_of_the_id() -> None:
+    # The distinguishing digits are the part an id-suffix mask would have shown.
+    assert MASK == "\u2022" * 4
+    for patient_id in ("MRN-0042", "MRN-0043", "MRN-0000123456", "P-1", ""):
+        assert mask_patient_id(patient_id, None) == MASK
+
+
+def test_with_a_key_the_mask_is_the_bridges_patient_ref() -> None:
+    masked = mask_patient_id(PATIENT, PSEUDONYM)
+    assert masked == "ref:" + PSEUDONYM(PATIENT)
+    assert re.fullmatch(r"ref:[0-9a-f]{16}", masked)
+    assert "0042" not in masked
+    # Stable for a patient, different between patients whose ids differ in one digit.
+    assert mask_patient_id(PATIENT, PSEUDONYM) == masked
+    assert mask_patient_id("MRN-0043", PSEUDONYM) != masked
 
 
 def test_snapshot_masks_every_patient_id_unless_revealed() -> None:
@@ -135,12 +147,14 @@ def test_snapshot_masks_every_patient_id_unless_revealed() -> None:
     for alert in neutropenia_course()[:2]:
         view.apply(alert)
     now = T0 + timedelta(hours=27, minutes=12)
-    masked = view.snapshot(now, reveal=False)
-    assert PATIENT not in json.dumps(masked)
-    assert masked["masked"] is True
-    assert masked["episodes"][0]["patient"] == mask_patient_id(PATIENT)
-    assert {item["patient"] for item in masked["recent"]} == {mask_patient_id(PATIENT)}
-    revealed = view.snapshot(now, reveal=True)
+    for pseudonym, shown in ((None, MASK), (PSEUDONYM, "ref:" + PSEUDONYM(PATIENT))):
+        masked = view.snapshot(now, reveal=False, pseudonym=pseudonym)
+        assert PATIENT not in json.dumps(masked)
+        assert "0042" not in json.dumps(masked["episodes"][0]["patient"])
+        assert masked["masked"] is True
+        assert masked["episodes"][0]["patient"] == shown
+        assert {item["patient"] for item in masked["recent"]} == {shown}
+    revealed = view.snapshot(now, reveal=True, pseudonym=PSEUDONYM)
     assert revealed["masked"] is False
     assert revealed["episodes"][0]["patient"] == PATIENT
 
@@ -150,7 +164,7 @@ def test_snapshot_json_shape() -> None:
     for alert in neutropenia_course()[:2]:
         view.apply(alert)
     now = datetime(2026, 11, 2, 11, 12, tzinfo=UTC)
-    body = json.loads(json.dumps(view.snapshot(now, reveal=False)))
+    body = json.loads(json.dumps(view.snapshot(now, reveal=False, pseudonym=PSEUDONYM)))
     assert set(body) == {"generated_at", "masked", "alerts_applied", "episodes", "counts", "recent"}
     assert body["generated_at"] == now.isoformat()
     (episode,) = body["episodes"]
@@ -181,5 +195,8 @@ def test_episodes_are_listed_worst_grade_first() -> None:
     view = DashboardView()
     for alert in alerts:
         view.apply(alert)
-    grades = [e["grade"] for e in view.snapshot(T0 + timedelta(days=1), reveal=True)["episodes"]]
+    grades = [
+        e["grade"]
+        for e in view.snapshot(T0 + timedelta(days=1), reveal=True, pseudonym=None)["episodes"]
+    ]
     assert grades == [4, 2]
