@@ -29,7 +29,9 @@ Labels = dict[str, str]
 
 
 def labels_of(episode: Episode, pseudonym: Pseudonymizer) -> Labels:
-    """Exactly the routing, grouping and inhibition labels; no patient id, no values."""
+    """Exactly the routing, grouping and inhibition labels; no patient id, no values, and no
+    unkeyed hash of the patient id (the label ``dedup_key`` holds the episode's keyed
+    ``episode_ref``)."""
     last = episode.last
     return {
         "alertname": ALERTNAME,
@@ -38,7 +40,8 @@ def labels_of(episode: Episode, pseudonym: Pseudonymizer) -> Labels:
         "severity": episode.severity,
         "grade": str(episode.grade),
         "ward": last.ward or "unknown",
-        "dedup_key": episode.dedup_key,
+        # Keyed: the raw dedup_key is an unkeyed hash the patient id can be recovered from.
+        "dedup_key": pseudonym.episode_ref(episode.dedup_key),
         "patient_ref": pseudonym(last.patient_id),
     }
 
@@ -127,10 +130,15 @@ class AlertmanagerOutput:
         return _batches(self.firing(episode, now) for episode in book.open_episodes())
 
     def startup(
-        self, book: EpisodeBook, since_commit: Sequence[Change], now: datetime
+        self,
+        book: EpisodeBook,
+        since_commit: Sequence[Change],
+        now: datetime,
+        first_run: bool = False,
     ) -> list[list[PostableAlert]]:
         """After a restart: end every labelset retired since the group's committed offset
-        (unless it fires again now), then fire every open episode."""
+        (unless it fires again now), then fire every open episode. A ``first_run`` (a group
+        without any commit) has nothing retired to end and fires every open episode too."""
         firing = [self.firing(episode, now) for episode in book.open_episodes()]
         live = {_key(alert["labels"]) for alert in firing}
         retired: dict[tuple[tuple[str, str], ...], PostableAlert] = {}

@@ -122,7 +122,8 @@ def _routing_key(path: Path | None) -> str:
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     from monitor.bridge.metrics import MetricsServerError, start_metrics_server
-    from monitor.bridge.runner import Bridge, BridgeOptions, Output
+    from monitor.bridge.runner import Bridge, BridgeFailedError, BridgeOptions, Output
+    from monitor.kafka_security import KafkaSecurityError
 
     settings = load_settings()
     try:
@@ -147,11 +148,15 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
-    bridge = Bridge(
-        settings,
-        output,
-        BridgeOptions(url=url, group=args.group, resend_interval=args.resend_interval),
-    )
+    try:
+        bridge = Bridge(
+            settings,
+            output,
+            BridgeOptions(url=url, group=args.group, resend_interval=args.resend_interval),
+        )
+    except KafkaSecurityError as exc:  # an unusable TLS file: as monitor.cli._security does
+        print(f"cbc-monitor: invalid setting {exc}", file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -181,7 +186,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         print(f"cbc-monitor bridge: Kafka failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except MetricsServerError as exc:
+    except (MetricsServerError, BridgeFailedError) as exc:
         print(f"cbc-monitor bridge: {exc}", file=sys.stderr)
         return 1
     return 0

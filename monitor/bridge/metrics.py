@@ -59,6 +59,13 @@ class BridgeMetrics:
             ["output"],
             registry=r,
         ).labels(output)
+        self.records_skipped = Counter(
+            "monitor_bridge_records_skipped",
+            "Records of the alert topic passed over without posting: not an alert, or applying"
+            " it failed (the log names partition, offset and exception class)",
+            ["output"],
+            registry=r,
+        ).labels(output)
         self.synced = Gauge(
             "monitor_bridge_synced",
             "1 once the start-up sync (rebuild from the topic, then its posts) is done",

@@ -2,9 +2,12 @@
 
 A ``trigger`` for every alert with ``page: true`` (new or worsened at or above the paging grade)
 and a ``resolve`` when an episode that was triggered resolves, both under the episode's
-``dedup_key``: PagerDuty folds the triggers of one episode into one incident and the resolve
-closes it. Nothing identifies the patient by default: ``patient_ref`` (the keyed hash) goes in
-``custom_details``, and the summary the monitor writes never names the patient.
+``episode_ref`` (a keyed hash of its ``dedup_key``) as PagerDuty's ``dedup_key``: PagerDuty
+folds the triggers of one episode into one incident and the resolve closes it. Nothing
+identifies the patient: ``patient_ref`` (the keyed hash) goes in ``custom_details``, the summary
+the monitor writes never names the patient, and neither the alert's own ``dedup_key`` nor its
+``alert_id``/``result_id`` are sent (the unkeyed ``dedup_key`` with the condition and the result
+id is enough to brute-force the patient id).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.alert import Alert
+from monitor.alert import Alert, Severity
 from monitor.bridge.episodes import Change, EpisodeBook
 from monitor.bridge.pseudonym import Pseudonymizer
 
@@ -26,7 +29,14 @@ PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 Event = dict[str, Any]
 
 
-def trigger_event(routing_key: str, alert: Alert, patient_ref: str) -> Event:
+def trigger_event(
+    routing_key: str,
+    alert: Alert,
+    patient_ref: str,
+    episode_ref: str,
+    severity: Severity | None = None,
+) -> Event:
+    """``severity`` overrides the alert's (a start-up re-trigger of an improved episode)."""
     details: dict[str, Any] = {
         "patient_ref": patient_ref,
         "condition": alert.condition,
@@ -35,8 +45,6 @@ def trigger_event(routing_key: str, alert: Alert, patient_ref: str) -> Event:
         "event": alert.event,
         "ward": alert.ward or "unknown",
         "ctcae_version": alert.ctcae_version,
-        "alert_id": alert.alert_id,
-        "result_id": alert.result_id,
         "collected_at": alert.collected_at.isoformat(),
     }
     if alert.days_since_chemo is not None:
@@ -46,12 +54,12 @@ def trigger_event(routing_key: str, alert: Alert, patient_ref: str) -> Event:
     return {
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": alert.dedup_key,
+        "dedup_key": episode_ref,
         "client": SOURCE,
         "payload": {
             "summary": alert.summary[:SUMMARY_MAX],
             "source": SOURCE,
-            "severity": PD_SEVERITY[alert.severity],
+            "severity": PD_SEVERITY[severity or alert.severity],
             "timestamp": alert.emitted_at.isoformat(),
             "component": alert.condition,
             "group": alert.ward or "unknown",
@@ -74,16 +82,26 @@ class PagerDutyOutput:
         self._routing_key = routing_key
         self._pseudonym = pseudonym
 
+    def trigger(self, alert: Alert, severity: Severity | None = None) -> Event:
+        return trigger_event(
+            self._routing_key,
+            alert,
+            self._pseudonym(alert.patient_id),
+            self._pseudonym.episode_ref(alert.dedup_key),
+            severity,
+        )
+
+    def resolve(self, dedup_key: str) -> Event:
+        return resolve_event(self._routing_key, self._pseudonym.episode_ref(dedup_key))
+
     def on_change(self, change: Change, now: datetime) -> list[Event]:
         alert = change.alert
         if change.after.open:
-            if alert.page:
-                return [trigger_event(self._routing_key, alert, self._pseudonym(alert.patient_id))]
-            return []
+            return [self.trigger(alert)] if alert.page else []
         # Resolve what was triggered; when the episode's start is no longer on the topic we
         # cannot know, and a resolve of an unknown dedup_key does nothing at PagerDuty.
         if change.before is None or change.after.paged:
-            return [resolve_event(self._routing_key, alert.dedup_key)]
+            return [self.resolve(alert.dedup_key)]
         return []
 
     def keepalive(self, book: EpisodeBook, now: datetime) -> list[Event]:
@@ -91,12 +109,27 @@ class PagerDutyOutput:
         return []
 
     def startup(
-        self, book: EpisodeBook, since_commit: Sequence[Change], now: datetime
+        self,
+        book: EpisodeBook,
+        since_commit: Sequence[Change],
+        now: datetime,
+        first_run: bool = False,
     ) -> list[Event]:
         """The events of the alerts consumed since the group's commit, in order; a re-sent
         trigger of an open incident is folded into it by its ``dedup_key``. The triggers of an
         episode that has resolved meanwhile are left out (nobody is paged for an episode that
-        is already over); its resolve is sent, in case a trigger went out before the stop."""
+        is already over); its resolve is sent, in case a trigger went out before the stop.
+
+        ``first_run`` (the group has no commit at all: a first deployment, or its offsets
+        expired): this group never sent anything, so every open episode that has paged is
+        triggered now, at its current severity (PagerDuty folds a trigger of an incident that
+        is still open into it)."""
+        if first_run:
+            return [
+                self.trigger(episode.last, episode.severity)
+                for episode in book.open_episodes()
+                if episode.paged
+            ]
         closed = {change.alert.dedup_key for change in since_commit if not change.after.open}
         return [
             event

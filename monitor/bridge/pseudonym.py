@@ -1,8 +1,13 @@
-"""Patient references for paging labels: a keyed hash, never the patient id itself.
+"""Patient and episode references for paging: keyed hashes, never the ids themselves.
 
 Alertmanager labels end up in notifications, chat channels and logs, so a label must not name
 the patient. ``patient_ref`` = HMAC-SHA256(key, patient_id), truncated: stable for a patient (so
 inhibition can match alerts of the same patient) and useless without the key.
+
+An alert's ``dedup_key`` is an unkeyed hash of the patient id, the condition and the opening
+result id, so whoever sees it next to the condition and a result id can brute-force the patient
+id. The bridge never sends it out: ``episode_ref`` = HMAC-SHA256(key, "episode" + dedup_key),
+truncated to 32 hex digits, stands for the episode at Alertmanager and PagerDuty.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 PSEUDONYM_KEY_ENV = "MONITOR_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 16
 REF_HEX_DIGITS = 16
+EPISODE_REF_HEX_DIGITS = 32
 
 
 class PseudonymKeyError(ValueError):
@@ -46,7 +52,8 @@ def load_pseudonym_key(env: Mapping[str, str], key_file: Path | None = None) -> 
 
 
 class Pseudonymizer:
-    """``patient_ref`` for a patient id: the first 16 hex digits of HMAC-SHA256(key, id)."""
+    """``patient_ref`` for a patient id: the first 16 hex digits of HMAC-SHA256(key, id);
+    :meth:`episode_ref` for an episode's ``dedup_key``."""
 
     def __init__(self, key: bytes, digits: int = REF_HEX_DIGITS) -> None:
         if not key:
@@ -54,6 +61,7 @@ class Pseudonymizer:
         self._key = key
         self._digits = digits
         self._ref = lru_cache(maxsize=65_536)(self._compute)
+        self._episode = lru_cache(maxsize=65_536)(self._compute_episode)
 
     def _compute(self, patient_id: str) -> str:
         digest = hmac.new(self._key, patient_id.encode(), hashlib.sha256).hexdigest()
@@ -61,3 +69,13 @@ class Pseudonymizer:
 
     def __call__(self, patient_id: str) -> str:
         return self._ref(patient_id)
+
+    def episode_ref(self, dedup_key: str) -> str:
+        """The episode's outside name: the first 32 hex digits of
+        HMAC-SHA256(key, "episode" + dedup_key); the same for every alert of the episode and
+        across restarts (given the same key)."""
+        return self._episode(dedup_key)
+
+    def _compute_episode(self, dedup_key: str) -> str:
+        message = ("episode" + dedup_key).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:EPISODE_REF_HEX_DIGITS]

@@ -1,18 +1,25 @@
 """The bridge's I/O: the alert topic in, HTTP posts out, at least once.
 
 1. Rebuild: a group-less consumer reads the alert topic from the beginning up to its end
-   offsets (or the group's committed offsets, whichever is further) into an
-   :class:`EpisodeBook`, without posting.
+   offsets (or the group's committed offsets, whichever is further: the *targets*) into an
+   :class:`EpisodeBook`, without posting. The changes the group has not handled yet are
+   collected: those at or after its commit, and on a partition it never committed (while it
+   has commits elsewhere) all of them. A group without any commit is a *first run*.
 2. Start-up sync: the output's ``startup`` requests (for Alertmanager: every open episode
-   firing, every labelset retired since the group's commit resolved).
-3. Follow: the consumer group reads from its committed offsets; each alert's requests are
-   posted (retried with backoff until they succeed) before its offset is committed. Alerts the
-   rebuild already applied are repeats and post nothing.
-4. Keep-alive: every resend interval the output's ``keepalive`` requests are posted.
+   firing, every labelset retired since the group's commit resolved; for PagerDuty: the events
+   since the commit, or on a first run a trigger for every open episode that has paged).
+3. Follow: the consumer group commits the targets of every partition assigned to it (so every
+   partition has a commit from then on), then reads from its committed offsets; each alert's
+   requests are posted (retried with backoff until they succeed) before its offset is
+   committed. Records below the targets were handled by 1 and 2 and are passed over.
+4. Keep-alive: every resend interval the output's ``keepalive`` requests are posted. If it dies
+   of an unexpected error the bridge stops with :class:`BridgeFailedError` (exit 1).
 
 A lock makes the follow loop and the keep-alive take turns, so a keep-alive never re-fires a
-labelset that an alert retired meanwhile. Logs name partitions, offsets and HTTP statuses,
-never an alert's content.
+labelset that an alert retired meanwhile. A record that is not an alert, or that fails to apply,
+is logged by position, counted (``monitor_bridge_records_skipped_total``) and passed over
+rather than stopping paging. Logs name partitions, offsets, exception classes and HTTP
+statuses, never an alert's content.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -53,7 +60,11 @@ class Output(Protocol):
     def keepalive(self, book: EpisodeBook, now: datetime) -> Sequence[Any]: ...
 
     def startup(
-        self, book: EpisodeBook, since_commit: Sequence[Change], now: datetime
+        self,
+        book: EpisodeBook,
+        since_commit: Sequence[Change],
+        now: datetime,
+        first_run: bool = False,
     ) -> Sequence[Any]: ...
 
 
@@ -69,6 +80,18 @@ class BridgeOptions:
 
 class StopRequestedError(Exception):
     """The bridge was asked to stop while a post was still being retried."""
+
+
+class BridgeFailedError(Exception):
+    """A part of the bridge died of an unexpected error; the process must exit non-zero so
+    that its supervisor restarts it. The message names the exception class only."""
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    since_commit: list[Change]  # changes the group has not handled yet, in topic order
+    targets: dict[TopicPartition, int]  # where the rebuild stopped, per partition
+    first_run: bool  # the group has no commit on any partition
 
 
 def utcnow() -> datetime:
@@ -136,12 +159,45 @@ class Poster:
                 raise StopRequestedError
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment
+
+
+def normalized(alert: Alert) -> Alert:
+    """The alert with naive datetimes (the model accepts them) read as UTC, so that the book and
+    the outputs only ever compare aware datetimes."""
+    update: dict[str, Any] = {
+        name: _utc(moment)
+        for name, moment in (("collected_at", alert.collected_at), ("emitted_at", alert.emitted_at))
+        if moment.utcoffset() is None
+    }
+    lines = alert.components or {}
+    if any(line.collected_at.utcoffset() is None for line in lines.values()):
+        update["components"] = {
+            name: line.model_copy(update={"collected_at": _utc(line.collected_at)})
+            for name, line in lines.items()
+        }
+    return alert.model_copy(update=update) if update else alert
+
+
+def start_offsets(
+    committed: Mapping[TopicPartition, int | None],
+) -> dict[TopicPartition, int | None]:
+    """Per partition, the offset from which the group has not handled the changes: its commit,
+    or 0 for a partition it never committed while it has commits elsewhere (nothing from that
+    partition was ever posted). A group without any commit gets None everywhere: a first run,
+    whose start-up sync covers every open episode instead."""
+    if all(offset is None for offset in committed.values()):
+        return dict.fromkeys(committed)
+    return {tp: offset or 0 for tp, offset in committed.items()}
+
+
 def decode(record: Any) -> Alert | None:
     """The alert in a record, or None (logged by position, never by content)."""
     if record.value is None:
         return None
     try:
-        return Alert.model_validate_json(record.value)
+        return normalized(Alert.model_validate_json(record.value))
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
         log.warning(
@@ -171,6 +227,7 @@ class Bridge:
         self.synced = asyncio.Event()  # set once the start-up sync is posted
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.failure: BaseException | None = None  # what killed the keep-alive, if anything
         self._kafka: dict[str, Any] = {
             "bootstrap_servers": ",".join(settings.bootstrap_servers),
             **aiokafka_security_kwargs(settings),
@@ -191,6 +248,10 @@ class Bridge:
                 await self._run(poster)
             except StopRequestedError:
                 log.info("stopped while a post was being retried; it was not committed")
+        if self.failure is not None:
+            raise BridgeFailedError(
+                f"the {self.output.name} keep-alive failed ({type(self.failure).__name__})"
+            )
 
     async def _run(self, poster: Poster) -> None:
         partitions = await self._partitions()
@@ -211,29 +272,31 @@ class Bridge:
         keepalive: asyncio.Task[None] | None = None
         try:
             committed = {tp: await consumer.committed(tp) for tp in partitions}
-            since_commit = await self._rebuild(partitions, committed)
+            rebuilt = await self._rebuild(partitions, committed)
             self.metrics.open_episodes.set(len(self.book))
             if self._stopping.is_set():
                 return
             async with self._lock:
-                bodies = self.output.startup(self.book, since_commit, self.clock())
+                bodies = self.output.startup(
+                    self.book, rebuilt.since_commit, self.clock(), first_run=rebuilt.first_run
+                )
                 for body in bodies:
                     await poster.post(body)
             log.info(
-                "synced: %d open episodes, %d requests posted at start",
+                "synced: %d open episodes, %d requests posted at start%s",
                 len(self.book),
                 len(bodies),
+                " (first run of the group)" if rebuilt.first_run else "",
             )
             self.metrics.synced.set(1)
             self.synced.set()
-            keepalive = asyncio.create_task(self._keepalive(poster))
+            keepalive = self.start_keepalive(poster)
             consumer.subscribe([self.topic])
-            await self._follow(consumer, poster)
+            await self._follow(consumer, poster, rebuilt.targets)
         finally:
             if keepalive is not None:
                 keepalive.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopRequestedError):
-                    await keepalive
+                await asyncio.wait([keepalive])  # its outcome is handled by _keepalive_done
             await consumer.stop()
 
     async def _partitions(self) -> list[TopicPartition] | None:
@@ -260,9 +323,9 @@ class Bridge:
 
     async def _rebuild(
         self, partitions: list[TopicPartition], committed: dict[TopicPartition, int | None]
-    ) -> list[Change]:
-        """Replay the topic into the book; return the changes at or after the committed
-        offsets (none for a partition the group never committed: nothing was posted from it)."""
+    ) -> Rebuilt:
+        """Replay the topic into the book, collecting the changes from :func:`start_offsets`
+        on (the ones the group has not handled yet)."""
         reader = AIOKafkaConsumer(
             group_id=None,
             enable_auto_commit=False,
@@ -272,6 +335,7 @@ class Bridge:
         )
         await reader.start()
         since_commit: list[Change] = []
+        starts = start_offsets(committed)
         try:
             reader.assign(partitions)
             await reader.seek_to_beginning(*partitions)
@@ -284,13 +348,13 @@ class Bridge:
                 if batch:
                     last_record = time.monotonic()
                 for tp, records in batch.items():
-                    start = committed[tp]
+                    start = starts[tp]
                     for record in records:
                         if record.offset >= targets[tp]:
                             break  # the group consumer takes it from here
-                        alert = decode(record)
-                        change = self.book.apply(alert) if alert is not None else None
-                        if change is not None and start is not None and record.offset >= start:
+                        unhandled = start is not None and record.offset >= start
+                        change = self._apply(record, count_skipped=unhandled)
+                        if change is not None and unhandled:
                             since_commit.append(change)
                 for tp in list(remaining):
                     if await reader.position(tp) >= targets[tp]:
@@ -306,30 +370,100 @@ class Bridge:
             self.topic,
             len(since_commit),
         )
-        return since_commit
+        first_run = all(start is None for start in starts.values())
+        return Rebuilt(since_commit=since_commit, targets=targets, first_run=first_run)
 
-    async def _follow(self, consumer: AIOKafkaConsumer, poster: Poster) -> None:
+    def _skip(self, record: Any, exc: Exception, count: bool) -> None:
+        """Log a record that failed to apply by position and exception class only."""
+        log.error(
+            "skipping the record at partition %d, offset %d: applying it failed (%s)",
+            record.partition,
+            record.offset,
+            type(exc).__name__,
+        )
+        if count:
+            self.metrics.records_skipped.inc()
+
+    def _apply(self, record: Any, count_skipped: bool) -> Change | None:
+        """The rebuild's step: the record's change to the book, or None (a repeat, not an
+        alert, or an alert that fails to apply: skipped, counted when ``count_skipped``)."""
+        alert = decode(record)
+        if alert is None:
+            if count_skipped:
+                self.metrics.records_skipped.inc()
+            return None
+        try:
+            return self.book.apply(alert)
+        except Exception as exc:
+            self._skip(record, exc, count_skipped)
+            return None
+
+    async def _handle(self, record: Any, poster: Poster) -> bool:
+        """Apply one record of the group and post its requests; whether anything was posted.
+        A record that is not an alert, or whose change cannot be applied or mapped, is skipped
+        (and counted) rather than retried forever: a poison record must not stop paging."""
+        alert = decode(record)
+        if alert is None:
+            self.metrics.records_skipped.inc()
+            return False
+        self.metrics.alerts_consumed.inc()
+        async with self._lock:
+            bodies: Sequence[Any] = []
+            try:
+                change = self.book.apply(alert)
+                if change is not None:
+                    bodies = self.output.on_change(change, self.clock())
+            except Exception as exc:
+                self._skip(record, exc, count=True)
+            self.metrics.open_episodes.set(len(self.book))
+            for body in bodies:
+                await poster.post(body)
+        return bool(bodies)
+
+    async def _follow(
+        self,
+        consumer: AIOKafkaConsumer,
+        poster: Poster,
+        floors: Mapping[TopicPartition, int],
+    ) -> None:
+        """Consume as the group from its commits; ``floors`` are the rebuild's targets: the
+        records below them were handled at start, and are committed as soon as the group
+        holds their partition."""
+        pending = dict(floors)
         while not self._stopping.is_set():
             batch = await consumer.getmany(timeout_ms=500)
+            if pending:
+                await _commit_floors(consumer, pending)
             for tp, records in batch.items():
                 uncommitted: int | None = None
                 for record in records:
-                    alert = decode(record)
-                    if alert is not None:
-                        self.metrics.alerts_consumed.inc()
-                    async with self._lock:
-                        change = self.book.apply(alert) if alert is not None else None
-                        self.metrics.open_episodes.set(len(self.book))
-                        bodies = self.output.on_change(change, self.clock()) if change else []
-                        for body in bodies:
-                            await poster.post(body)
-                    if bodies:
+                    if record.offset < floors.get(tp, 0):
+                        continue  # rebuilt and synced at start
+                    if await self._handle(record, poster):
                         await _commit(consumer, tp, record.offset + 1)
                         uncommitted = None
                     else:
                         uncommitted = record.offset + 1
                 if uncommitted is not None:
                     await _commit(consumer, tp, uncommitted)
+
+    def start_keepalive(self, poster: Poster) -> asyncio.Task[None]:
+        """The keep-alive task; if it dies of an unexpected error the bridge stops and
+        :meth:`run` raises :class:`BridgeFailedError` (open alerts would otherwise expire at
+        Alertmanager while the bridge looks healthy)."""
+        task = asyncio.create_task(self._keepalive(poster))
+        task.add_done_callback(self._keepalive_done)
+        return task
+
+    def _keepalive_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or isinstance(exc, StopRequestedError):
+            return
+        log.error("the keep-alive failed (%s); stopping the bridge", type(exc).__name__)
+        self.failure = exc
+        self._stopping.set()
 
     async def _keepalive(self, poster: Poster) -> None:
         interval = self.options.resend_interval
@@ -343,13 +477,35 @@ class Bridge:
                     await poster.post(body)
 
 
-async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
     """Commit; a failure (a rebalance took the partition) only means a redelivery, which the
     book recognises as a repeat."""
     try:
         await consumer.commit({tp: offset})
     except KafkaError as exc:
         log.warning("commit on partition %d failed (%s)", tp.partition, type(exc).__name__)
+        return False
+    return True
+
+
+async def _commit_floors(consumer: AIOKafkaConsumer, pending: dict[TopicPartition, int]) -> None:
+    """Commit the start-up targets of the pending partitions the group now holds (unless its
+    commit is already further), so that every partition has a commit once the start-up sync is
+    posted; a partition whose commit failed stays pending for the next round."""
+    assigned = consumer.assignment()
+    for tp in [tp for tp in pending if tp in assigned]:
+        try:
+            committed = await consumer.committed(tp)
+        except KafkaError as exc:
+            log.warning(
+                "reading the commit of partition %d failed (%s)", tp.partition, type(exc).__name__
+            )
+            continue
+        if (committed is None or committed < pending[tp]) and not await _commit(
+            consumer, tp, pending[tp]
+        ):
+            continue
+        del pending[tp]
 
 
 async def _unstall(reader: AIOKafkaConsumer, remaining: set[TopicPartition]) -> set[TopicPartition]:

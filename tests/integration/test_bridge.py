@@ -34,7 +34,7 @@ from typing import IO, Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alert import Alert
@@ -63,6 +63,12 @@ RESEND_INTERVAL_S = 30
 
 def patient_ref(patient_id: str) -> str:
     return hmac.new(PSEUDONYM_KEY.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def episode_ref(dedup_key: str) -> str:
+    """What the bridge sends for an episode instead of the alert's (unkeyed) dedup_key."""
+    message = ("episode" + dedup_key).encode()
+    return hmac.new(PSEUDONYM_KEY.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
@@ -210,11 +216,13 @@ class Alertmanager:
         return alerts
 
     def episodes(self, dedup_keys: set[str]) -> list[tuple[str, str]]:
-        """(condition, grade) of every alert of these episodes, sorted, repeats included."""
+        """(condition, grade) of every alert of these episodes (by the alerts' dedup_keys),
+        sorted, repeats included."""
+        refs = {episode_ref(key) for key in dedup_keys}
         return sorted(
             (a["labels"]["condition"], a["labels"]["grade"])
             for a in self.alerts()
-            if a["labels"].get("dedup_key") in dedup_keys
+            if a["labels"].get("dedup_key") in refs
         )
 
 
@@ -255,6 +263,15 @@ def _counted(
 ) -> dict[tuple[str, str | None], float] | None:
     metrics = bridge_metrics(bridge)
     return metrics if metrics[key] == value else None
+
+
+def synced(bridge: Child) -> bool:
+    """Whether the bridge process has posted its start-up sync (False until it serves)."""
+    assert bridge.running(), bridge.log()
+    try:
+        return bridge_metrics(bridge)[("monitor_bridge_synced", None)] == 1
+    except OSError:
+        return False
 
 
 def bridge_metrics(bridge: Child) -> dict[tuple[str, str | None], float]:
@@ -310,14 +327,16 @@ def test_an_episode_fires_with_routing_labels_then_resolves(
     assert patients.alerts(cbc("b1", 0, patient_id=patient, neutrophils=4.0)) == []
     (new,) = patients.alerts(cbc("b2", 24, patient_id=patient, neutrophils=0.7))
     bridge = bridges()
+    # Published once the start-up sync is done, so the group consumer is the one to read it.
+    wait_for("the bridge to sync", lambda: synced(bridge))
     send(broker, alert_topic, [new])
 
     def firing() -> list[dict[str, Any]]:
         assert bridge.running(), bridge.log()
-        return [a for a in alertmanager.alerts() if a["labels"].get("dedup_key") == new.dedup_key]
+        ref = episode_ref(new.dedup_key)
+        return [a for a in alertmanager.alerts() if a["labels"].get("dedup_key") == ref]
 
     (alert,) = wait_for("the episode to fire in Alertmanager", firing)
-    # The rebuild may have posted it before the group consumer read it: wait for the group.
     consumed = ("monitor_bridge_alerts_consumed_total", None)
     metrics = wait_for("the group to consume it", lambda: _counted(bridge, consumed, 1))
     assert metrics[("monitor_bridge_synced", None)] == 1
@@ -333,9 +352,11 @@ def test_an_episode_fires_with_routing_labels_then_resolves(
         "severity": "critical",
         "grade": "3",
         "ward": "oncology-4b",
-        "dedup_key": new.dedup_key,
+        "dedup_key": episode_ref(new.dedup_key),
         "patient_ref": patient_ref(patient),
     }
+    # the alert's own dedup_key (an unkeyed hash of the patient id) never reaches Alertmanager
+    assert new.dedup_key not in json.dumps(alert)
     assert alert["status"]["state"] == "active"
     assert [r["name"] for r in alert["receivers"]] == ["pager"]
     assert alert["annotations"]["patient_id"] == patient
@@ -373,7 +394,7 @@ def test_pancytopenia_inhibits_its_components_for_the_same_patient_only(
     }
     bridges()
     send(broker, alert_topic, alerts)
-    keys = {a.dedup_key for a in alerts}
+    keys = {episode_ref(a.dedup_key) for a in alerts}
 
     def all_in_with_inhibition() -> dict[tuple[str, str], dict[str, Any]] | None:
         found = {
@@ -393,7 +414,7 @@ def test_pancytopenia_inhibits_its_components_for_the_same_patient_only(
         target = found[(sick, condition)]
         assert target["status"]["state"] == "suppressed"
         assert source["fingerprint"] in target["status"]["inhibitedBy"]
-    assert pancytopenia.dedup_key == source["labels"]["dedup_key"]
+    assert episode_ref(pancytopenia.dedup_key) == source["labels"]["dedup_key"]
     # inhibition is per patient (equal: [patient_ref]): another patient's neutropenia still pages
     assert found[(other, "neutropenia")]["status"] == {
         "state": "active",
@@ -437,8 +458,8 @@ def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
     keys.add(anemia.dedup_key)
     expected = [("anemia", "2"), ("neutropenia", "3")]
     wait_for_episodes(alertmanager, keys, expected)
-    # It stays so once the restarted bridge has consumed, as a member of its group, the alerts
-    # of its down time (repeats of what the rebuild applied: they post nothing).
+    # It stays so once the restarted bridge has joined its group, which commits the alerts of
+    # its down time at once: the rebuild applied them and the start-up sync posted them.
     wait_for(
         "the group to commit every alert",
         lambda: committed_total(broker, alert_topic, f"{alert_topic}.bridge") == 5,
@@ -451,7 +472,9 @@ def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
     assert metrics[("monitor_bridge_synced", None)] == 1
     assert metrics[("monitor_bridge_open_episodes", None)] == len(expected)
     assert metrics[("monitor_bridge_posts_total", "ok")] >= 1  # the start-up sync
-    assert metrics[("monitor_bridge_alerts_consumed_total", None)] >= 3  # its down time's alerts
+    # the group passes over what the start-up sync handled: nothing is read twice
+    assert metrics[("monitor_bridge_alerts_consumed_total", None)] == 0
+    assert metrics[("monitor_bridge_records_skipped_total", None)] == 0
 
 
 def wait_for_episodes(
@@ -508,7 +531,7 @@ async def test_open_alerts_are_kept_alive_before_they_would_expire(
 
     def ends_at() -> datetime | None:
         for posted in alertmanager.alerts():
-            if posted["labels"].get("dedup_key") == alert.dedup_key:
+            if posted["labels"].get("dedup_key") == episode_ref(alert.dedup_key):
                 return datetime.fromisoformat(posted["endsAt"])
         return None
 
@@ -607,9 +630,137 @@ async def test_pagerduty_output_triggers_then_resolves_with_one_dedup_key(
 
     trigger, resolve = events.events
     assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
-    assert trigger["dedup_key"] == resolve["dedup_key"] == severe.dedup_key
+    assert trigger["dedup_key"] == resolve["dedup_key"] == episode_ref(severe.dedup_key)
+    assert severe.dedup_key not in json.dumps(events.events)
+    assert severe.result_id not in json.dumps(events.events)
     assert trigger["routing_key"] == routing_key
     assert trigger["payload"]["severity"] == "critical"
     assert trigger["payload"]["summary"] == severe.summary
     assert trigger["payload"]["custom_details"]["patient_ref"] == patient_ref(patient)
     assert patient not in json.dumps(events.events)
+
+
+async def send_to(broker: EmbeddedBroker, topic: str, partition: int, alert: Alert) -> None:
+    """Publish to a chosen partition (the tests below need alerts on partitions of their own)."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        value, key = alert.model_dump_json().encode(), alert.patient_id.encode()
+        await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def group_commits(broker: EmbeddedBroker, topic: str, group: str) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        return [await consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)]
+    finally:
+        await consumer.stop()
+
+
+async def commit_as_group(broker: EmbeddedBroker, topic: str, group: str, offsets: int) -> None:
+    """Commit ``offsets`` on partition 0 only, as a member of ``group`` (what a bridge before
+    the start-up commits left behind when it never read a record of the other partitions)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while len(consumer.assignment()) < PARTITIONS:
+            assert time.monotonic() < deadline, "the group never assigned the partitions"
+            await consumer.getmany(timeout_ms=200)
+        await consumer.commit({TopicPartition(topic, 0): offsets})
+    finally:
+        await consumer.stop()
+
+
+async def run_pd_bridge(
+    broker: EmbeddedBroker, topic: str, group: str, url: str
+) -> tuple[Bridge, asyncio.Task[None]]:
+    settings = MonitorSettings(broker_url=broker.url, alerts_topic=topic)
+    output = PagerDutyOutput(
+        "pd-routing-key-0123456789abcdef", Pseudonymizer(PSEUDONYM_KEY.encode())
+    )
+    bridge = Bridge(settings, output, BridgeOptions(url=url, group=group, resend_interval=60))
+    task = asyncio.create_task(bridge.run())
+    await asyncio.wait_for(bridge.synced.wait(), timeout=WAIT_S)
+    return bridge, task
+
+
+def paging_alert(patient: str) -> Alert:
+    patients = Patients()
+    patients.alerts(cbc("g0", 0, patient_id=patient, neutrophils=4.0))
+    (alert,) = patients.alerts(cbc("g1", 24, patient_id=patient, neutrophils=0.4))
+    assert alert.page
+    return alert
+
+
+@pytest.mark.asyncio
+async def test_a_new_pagerduty_group_pages_what_is_open_and_commits_every_partition(
+    broker: EmbeddedBroker, unique_name: str, receiver: tuple[EventsReceiver, str]
+) -> None:
+    """A first deployment (or expired offsets): the page published before the group existed is
+    sent at start, exactly once, and every partition, empty ones included, gets a commit."""
+    events, url = receiver
+    topic, group = f"{unique_name}.alerts", f"{unique_name}.pd"
+    await create_topics(broker.bootstrap, {topic: PARTITIONS})
+    alert = paging_alert("MRN-BRIDGE-PD-NEW")
+    await send_to(broker, topic, 2, alert)
+    bridge, task = await run_pd_bridge(broker, topic, group, url)
+    try:
+        await wait_until("the open page to be triggered", lambda: len(events.events) >= 1)
+        commits: list[int | None] = []
+
+        async def all_committed() -> bool:
+            commits[:] = await group_commits(broker, topic, group)
+            return commits == [0, 0, 1, 0]
+
+        deadline = time.monotonic() + WAIT_S
+        while not await all_committed():
+            assert time.monotonic() < deadline, f"commits: {commits}"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the group passes over the page the start-up sync sent
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, timeout=WAIT_S)
+    (trigger,) = events.events
+    assert trigger["event_action"] == "trigger"
+    assert trigger["dedup_key"] == episode_ref(alert.dedup_key)
+
+
+@pytest.mark.asyncio
+async def test_a_page_on_a_partition_the_group_never_committed_is_not_lost(
+    broker: EmbeddedBroker, unique_name: str, receiver: tuple[EventsReceiver, str]
+) -> None:
+    """The group has a commit on partition 0 only; a page arrives on partition 1 while the
+    bridge is down. The rebuild used to apply it without collecting it (no commit there), and
+    the group then took it for a repeat: the trigger was never sent."""
+    events, url = receiver
+    topic, group = f"{unique_name}.alerts", f"{unique_name}.pd"
+    await create_topics(broker.bootstrap, {topic: PARTITIONS})
+    quiet = Patients().alerts(cbc("q1", 0, patient_id="MRN-BRIDGE-PD-QUIET", platelets=120))
+    await send_to(broker, topic, 0, by(quiet, "thrombocytopenia"))
+    await commit_as_group(broker, topic, group, 1)
+    page = paging_alert("MRN-BRIDGE-PD-LATE")
+    await send_to(broker, topic, 1, page)
+    bridge, task = await run_pd_bridge(broker, topic, group, url)
+    try:
+        await wait_until("the page from partition 1", lambda: len(events.events) >= 1)
+        await asyncio.sleep(1.0)  # and no second trigger from the group consumer
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, timeout=WAIT_S)
+    (trigger,) = events.events
+    assert (trigger["event_action"], trigger["dedup_key"]) == (
+        "trigger",
+        episode_ref(page.dedup_key),
+    )
+    assert await group_commits(broker, topic, group) == [1, 1, 0, 0]

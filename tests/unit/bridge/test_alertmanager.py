@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,10 +47,35 @@ def test_labels_are_exactly_the_routing_set(output: AlertmanagerOutput) -> None:
         "severity": "critical",
         "grade": "3",
         "ward": "oncology-4b",
-        "dedup_key": change.alert.dedup_key,
+        "dedup_key": episode_ref(change.alert.dedup_key),
         "patient_ref": Pseudonymizer(KEY)(PATIENT),
     }
     assert len(labels["patient_ref"]) == 16
+
+
+def episode_ref(dedup_key: str) -> str:
+    """HMAC-SHA256(key, "episode" + dedup_key), first 32 hex digits, as documented."""
+    return hmac.new(KEY, ("episode" + dedup_key).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def test_the_dedup_key_label_is_keyed_never_the_alerts_own(output: AlertmanagerOutput) -> None:
+    """The alert's dedup_key is an unkeyed hash of the patient id (and the condition, episode
+    number and opening result id, all in the annotations): it must not leave the bridge."""
+    book = EpisodeBook()
+    changes = apply_all(
+        book,
+        make_alert("new", 2),
+        make_alert("worsened", 3, 2, hours=24),
+        make_alert("resolved", 0, 3, hours=48),
+    )
+    raw = changes[0].alert.dedup_key
+    posted = [alert for change in changes for alert in output.alerts_for(change, NOW)]
+    assert {alert["labels"]["dedup_key"] for alert in posted} == {episode_ref(raw)}
+    for alert in posted:
+        assert raw not in json.dumps(alert)
+    # deterministic given the key (a restarted bridge rebuilds the same labelsets) and keyed
+    assert Pseudonymizer(KEY).episode_ref(raw) == episode_ref(raw)
+    assert Pseudonymizer(b"another-key-of-enough-length").episode_ref(raw) != episode_ref(raw)
 
 
 def test_no_label_carries_the_patient_id_whatever_the_event(output: AlertmanagerOutput) -> None:
@@ -254,3 +281,19 @@ def test_startup_does_not_end_a_labelset_that_fires_again(output: AlertmanagerOu
 def test_a_resend_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         AlertmanagerOutput(Pseudonymizer(KEY), timedelta(0))
+
+
+def test_a_first_run_fires_every_open_episode_and_ends_nothing(
+    output: AlertmanagerOutput,
+) -> None:
+    """A group without any commit never posted anything: nothing to end, everything to fire."""
+    book = EpisodeBook()
+    apply_all(
+        book,
+        make_alert("new", 3, condition="neutropenia"),
+        make_alert("new", 1, condition="anemia"),
+        make_alert("resolved", 0, 1, condition="anemia", hours=1),
+        make_alert("new", 1, condition="leukopenia"),
+    )
+    fired, ended = firing_and_ended(output.startup(book, [], NOW, first_run=True))
+    assert (fired, ended) == ({"neutropenia@3", "leukopenia@1"}, set())

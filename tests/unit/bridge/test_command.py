@@ -106,3 +106,36 @@ def test_a_metrics_port_in_use_exits_1_naming_it(
         argv = ["bridge", "alertmanager", "--url", "http://127.0.0.1:9"]
         assert main([*argv, "--metrics-host", "127.0.0.1", "--metrics-port", port]) == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_an_unusable_tls_file_exits_2_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CA file that is not PEM passes the settings check but not the TLS context: an invalid
+    setting (exit 2, like the other tools), not a traceback."""
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "unit-test-pseudonym-key-0123456789")
+    monkeypatch.setenv("MONITOR_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("MONITOR_KAFKA_SSL_CAFILE", str(bogus))
+    argv = ["bridge", "alertmanager", "--url", "http://127.0.0.1:9", "--metrics-port", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cbc-monitor: invalid setting MONITOR_KAFKA_SSL_CAFILE: "), err
+    assert "Traceback" not in err
+
+
+def test_a_bridge_that_fails_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """E.g. its keep-alive died: a non-zero exit, so that the supervisor restarts it."""
+    from monitor.bridge import runner
+
+    async def failing(self: runner.Bridge) -> None:
+        raise runner.BridgeFailedError("the alertmanager keep-alive failed (ValueError)")
+
+    monkeypatch.setattr(runner.Bridge, "run", failing)
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "unit-test-pseudonym-key-0123456789")
+    argv = ["bridge", "alertmanager", "--url", "http://127.0.0.1:9", "--metrics-port", "0"]
+    assert main(argv) == 1
+    assert "keep-alive failed (ValueError)" in capsys.readouterr().err

@@ -27,6 +27,7 @@ NAMES = {
     "monitor_bridge_open_episodes",
     "monitor_bridge_alerts_consumed_total",
     "monitor_bridge_synced",
+    "monitor_bridge_records_skipped_total",
 }
 
 
@@ -76,6 +77,7 @@ async def test_metrics_follow_the_bridge_and_label_only_the_output(
     metrics.open_episodes.set(3)
     metrics.alerts_consumed.inc(5)
     metrics.synced.set(1)
+    metrics.records_skipped.inc(2)
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as response:
         text = await response.text()
     values = {
@@ -88,6 +90,7 @@ async def test_metrics_follow_the_bridge_and_label_only_the_output(
     assert values[("monitor_bridge_open_episodes", None)] == 3.0
     assert values[("monitor_bridge_alerts_consumed_total", None)] == 5.0
     assert values[("monitor_bridge_synced", None)] == 1.0
+    assert values[("monitor_bridge_records_skipped_total", None)] == 2.0
     for name, labels, _ in samples(text):
         assert set(labels) <= {"output", "outcome"}, name
         assert labels.get("output") in (None, "alertmanager"), name

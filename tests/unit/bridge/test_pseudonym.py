@@ -51,3 +51,21 @@ def test_a_short_key_is_refused() -> None:
 def test_an_unreadable_key_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PseudonymKeyError, match="cannot read"):
         load_pseudonym_key({}, tmp_path / "missing")
+
+
+def test_an_episode_reference_is_32_hex_digits_keyed_and_stable() -> None:
+    dedup_key = "0f" * 16
+    ref = Pseudonymizer(KEY).episode_ref(dedup_key)
+    assert len(ref) == 32
+    int(ref, 16)
+    assert ref != dedup_key
+    assert Pseudonymizer(KEY).episode_ref(dedup_key) == ref  # same after a restart
+    assert Pseudonymizer(KEY).episode_ref("1e" * 16) != ref
+    assert Pseudonymizer(b"another-key-of-enough-length").episode_ref(dedup_key) != ref
+    import hashlib
+    import hmac
+
+    expected = hmac.new(KEY, ("episode" + dedup_key).encode(), hashlib.sha256).hexdigest()
+    assert ref == expected[:32]
+    # not the patient reference of the same string
+    assert ref[:16] != Pseudonymizer(KEY)(dedup_key)
