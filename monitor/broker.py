@@ -80,7 +80,10 @@ __all__ = [
     "die_with_parent_hook",
     "find_free_port",
     "run_foreground",
+    "signal_group",
+    "spawn_group",
     "tansu_binary",
+    "terminate_group",
     "wait_until_answering",
 ]
 
@@ -318,14 +321,15 @@ def die_with_parent_hook() -> Callable[[], None] | None:
     return hook
 
 
-def _spawn(
-    argv: list[str], *, stdout: IO[bytes] | None, env: dict[str, str]
+def spawn_group(
+    argv: list[str], *, stdout: IO[bytes] | None, env: dict[str, str] | None
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a new session and process group, tied to this process's lifetime.
 
     ``stdout=None`` inherits this process's stdout and stderr; otherwise both go to ``stdout``.
+    ``env=None`` inherits this process's environment.
     """
-    # No shell: argv comes from broker_command. preexec_fn is the only way to reach prctl.
+    # No shell: argv is a list. preexec_fn is the only way to reach prctl.
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -338,7 +342,7 @@ def _spawn(
     )
 
 
-def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+def signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
     """Send ``signum`` to the process group led by ``proc`` (no-op once it has been reaped)."""
     if proc.returncode is not None:
         return
@@ -346,14 +350,14 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(proc.pid, signum)
 
 
-def _terminate_group(proc: subprocess.Popen[bytes], grace: float) -> int:
+def terminate_group(proc: subprocess.Popen[bytes], grace: float) -> int:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap, return the code."""
-    _signal_group(proc, signal.SIGTERM)
+    signal_group(proc, signal.SIGTERM)
     try:
         return proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        _log.warning("broker pid %d ignored SIGTERM for %.1fs; sending SIGKILL", proc.pid, grace)
-        _signal_group(proc, signal.SIGKILL)
+        _log.warning("pid %d ignored SIGTERM for %.1fs; sending SIGKILL", proc.pid, grace)
+        signal_group(proc, signal.SIGKILL)
         return proc.wait()
 
 
@@ -579,7 +583,7 @@ class EmbeddedBroker:
         if proc is None or proc.returncode is not None:
             return
         died_earlier = proc.poll() is not None
-        code = proc.returncode if died_earlier else _terminate_group(proc, self._stop_grace)
+        code = proc.returncode if died_earlier else terminate_group(proc, self._stop_grace)
         _log.info("embedded broker pid %d stopped (exit status %d)", proc.pid, code)
         self._release_log(keep=died_earlier or code != 0)
 
@@ -623,7 +627,7 @@ class EmbeddedBroker:
             authentication=self._authentication,
         )
         try:
-            self._proc = _spawn(argv, stdout=output, env=env)
+            self._proc = spawn_group(argv, stdout=output, env=env)
         finally:
             if output is not None:
                 output.close()  # the child holds its own copy of the descriptor
@@ -699,7 +703,7 @@ class EmbeddedBroker:
             self._front.stop()
             self._front = None
         if self._proc is not None and self._proc.returncode is None:
-            _signal_group(self._proc, signal.SIGKILL)
+            signal_group(self._proc, signal.SIGKILL)
             self._proc.wait()
 
 
@@ -726,14 +730,14 @@ def run_foreground(port: int, *, host: str = DEFAULT_HOST, grace: float = 10.0) 
     exiting, kills it with SIGKILL. Death by signal N is reported as 128 + N.
     """
     argv = broker_command(port, host=host)
-    proc = _spawn(argv, stdout=None, env=dict(os.environ))
+    proc = spawn_group(argv, stdout=None, env=dict(os.environ))
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if forwarded:
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
         else:
-            _signal_group(proc, signum)
+            signal_group(proc, signum)
         forwarded.append(signum)
 
     watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -747,14 +751,14 @@ def run_foreground(port: int, *, host: str = DEFAULT_HOST, grace: float = 10.0) 
                 break
             except subprocess.TimeoutExpired:
                 _log.warning("broker still running %.1fs after a signal; killing it", grace)
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
             except KeyboardInterrupt:  # only when handlers could not be installed
                 forward(signal.SIGINT, None)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if proc.returncode is None:
-            _terminate_group(proc, grace)
+            terminate_group(proc, grace)
     return _exit_status(returncode)
 
 

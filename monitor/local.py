@@ -1,7 +1,9 @@
-"""Worker processes on this machine, for the demo and the integration tests.
+"""Child processes on this machine, for the demo and the integration tests.
 
-Each worker is a real ``cbc-monitor worker`` child process configured through ``MONITOR_*``
-variables, exactly as in production; it can be stopped, killed with SIGKILL and restarted.
+:class:`ChildProcess` runs any program in its own process group, logging to a file, tied to this
+process's lifetime. :class:`WorkerProcess` is a real ``cbc-monitor worker`` configured through
+``MONITOR_*`` variables, exactly as in production; it can be stopped, killed with SIGKILL and
+restarted.
 """
 
 from __future__ import annotations
@@ -16,12 +18,60 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
-from monitor.broker import die_with_parent_hook, find_free_port
+from monitor.broker import find_free_port, signal_group, spawn_group, terminate_group
 
 
-class WorkerProcess:
+class ChildProcess:
+    """``argv`` in its own process group (so stop and kill reach its children), its output
+    appended to ``log_path``, and SIGKILLed when this process dies, however it dies."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self._env = env  # None: this process's environment
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def environment(self) -> dict[str, str] | None:
+        return self._env
+
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.proc = spawn_group(self.argv, stdout=self._log, env=self.environment())
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not stop in time. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            terminate_group(self.proc, timeout)
+        self._close_log()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no clean shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait()
+        self._close_log()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class WorkerProcess(ChildProcess):
     def __init__(
         self,
         name: str,
@@ -30,14 +80,13 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
     ) -> None:
+        log_path = (log_dir or data_dir.parent) / f"{name}.log"
+        super().__init__([sys.executable, "-m", "monitor.cli", "worker"], log_path)
         self.name = name
         self.broker_url = broker_url
         self.data_dir = data_dir
         self.extra_env = env or {}
-        self.log_path = (log_dir or data_dir.parent) / f"{name}.log"
         self.web_port = find_free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -58,22 +107,12 @@ class WorkerProcess:
             **self.extra_env,
         }
 
-    def start(self) -> WorkerProcess:
+    def environment(self) -> dict[str, str]:
+        return self.env()
+
+    def start(self) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        # Its own process group (so stop/kill reach its children) and SIGKILL when this process
-        # dies, however it dies: no worker outlives the demo or a failed test.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "worker"],
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent_hook(),
-        )
-        return self
+        return super().start()
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(self.url + path, headers=headers or {})
@@ -98,33 +137,6 @@ class WorkerProcess:
         raise TimeoutError(
             f"worker {self.name} not ready after {timeout:.0f}s; see {self.log_path}"
         )
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, then SIGKILL if it does not stop in time. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close_log()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no clean shutdown, no final commit."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def _decode(body: bytes, headers: Any) -> Any:

@@ -19,8 +19,6 @@ import hmac
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -29,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -42,10 +40,11 @@ from monitor.bridge.alertmanager import AlertmanagerOutput
 from monitor.bridge.pagerduty import PagerDutyOutput
 from monitor.bridge.pseudonym import Pseudonymizer
 from monitor.bridge.runner import Bridge, BridgeOptions
-from monitor.broker import EmbeddedBroker, create_topics, die_with_parent_hook, find_free_port
+from monitor.broker import EmbeddedBroker, create_topics, find_free_port
 from monitor.detector import Detector
 from monitor.history import PatientState
 from monitor.kafka_io import publish
+from monitor.local import ChildProcess
 from monitor.model import CBCResult
 from monitor.settings import MonitorSettings
 from tests.builders import cbc
@@ -130,49 +129,18 @@ def alertmanager_binary() -> str:
     )
 
 
-@dataclass
-class Child:
-    """A child process in its own process group, logging to a file, never outliving the test."""
+class Child(ChildProcess):
+    """Alertmanager or a bridge; ``metrics_port`` is where a bridge serves /metrics."""
 
-    argv: list[str]
-    log_path: Path
-    env: dict[str, str] | None = None
-    metrics_port: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> Child:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent_hook(),
-        )
-        return self
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.proc.returncode if self.proc else None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
+    def __init__(
+        self,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
+        super().__init__(argv, log_path, env)
+        self.metrics_port = metrics_port
 
 
 class Alertmanager:
@@ -201,7 +169,7 @@ class Alertmanager:
 
     def _ready(self) -> bool:
         if not self.child.running():
-            raise AssertionError(f"Alertmanager exited:\n{self.child.log()}")
+            raise AssertionError(f"Alertmanager exited:\n{self.child.log_tail()}")
         with (
             contextlib.suppress(OSError),
             urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response,
@@ -267,7 +235,7 @@ def _counted(
 
 def synced(bridge: Child) -> bool:
     """Whether the bridge process has posted its start-up sync (False until it serves)."""
-    assert bridge.running(), bridge.log()
+    assert bridge.running(), bridge.log_tail()
     try:
         return bridge_metrics(bridge)[("monitor_bridge_synced", None)] == 1
     except OSError:
@@ -332,7 +300,7 @@ def test_an_episode_fires_with_routing_labels_then_resolves(
     send(broker, alert_topic, [new])
 
     def firing() -> list[dict[str, Any]]:
-        assert bridge.running(), bridge.log()
+        assert bridge.running(), bridge.log_tail()
         ref = episode_ref(new.dedup_key)
         return [a for a in alertmanager.alerts() if a["labels"].get("dedup_key") == ref]
 
@@ -367,7 +335,7 @@ def test_an_episode_fires_with_routing_labels_then_resolves(
     assert resolved.event == "resolved"
     send(broker, alert_topic, [resolved])
     wait_for("the episode to resolve", lambda: not firing())
-    assert bridge.running(), bridge.log()
+    assert bridge.running(), bridge.log_tail()
     metrics = bridge_metrics(bridge)
     assert metrics[("monitor_bridge_open_episodes", None)] == 0
     assert metrics[consumed] == 2
@@ -440,7 +408,7 @@ def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
     keys = {neutropenia.dedup_key, thrombocytopenia.dedup_key}
     wait_for_episodes(alertmanager, keys, [("neutropenia", "2"), ("thrombocytopenia", "1")])
 
-    assert bridge.stop() == 0, bridge.log()
+    assert bridge.stop() == 0, bridge.log_tail()
     # While the bridge is down: the neutropenia worsens (a new labelset), the
     # thrombocytopenia resolves, and another patient's anemia opens.
     changed = patients.alerts(cbc("r2", 48, patient_id=first, neutrophils=0.7, platelets=250))
@@ -465,9 +433,9 @@ def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
         lambda: committed_total(broker, alert_topic, f"{alert_topic}.bridge") == 5,
     )
     assert alertmanager.episodes(keys) == expected
-    assert restarted.running(), restarted.log()
+    assert restarted.running(), restarted.log_tail()
     # The rebuild saw all three (its start-up sync ended the retired labelsets itself).
-    assert "synced: 2 open episodes" in restarted.log()
+    assert "synced: 2 open episodes" in restarted.log_tail()
     metrics = bridge_metrics(restarted)
     assert metrics[("monitor_bridge_synced", None)] == 1
     assert metrics[("monitor_bridge_open_episodes", None)] == len(expected)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -19,9 +18,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from monitor.broker import EmbeddedBroker, die_with_parent_hook, find_free_port
+from monitor.broker import EmbeddedBroker, find_free_port
 from monitor.kafka_io import bootstrap_of, publish
-from monitor.local import WorkerProcess
+from monitor.local import ChildProcess, WorkerProcess
 from tests.builders import cbc
 from tests.deploy import JOB, RULES_FILE, require, rule_exprs, used_metric_names
 from tests.integration.isolation import isolated_env
@@ -48,37 +47,26 @@ class Prometheus:
         }
         self.config_path = root / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child = ChildProcess(
+            [
+                require("prometheus", "prometheus"),
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            self.log_path,
+        )
 
     def start(self) -> Prometheus:
-        binary = require("prometheus", "prometheus")
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={self.config_path}",
-                    f"--storage.tsdb.path={self.root / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent_hook(),
-            )
+        self.child.start()
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.child.stop(10)
 
     def api(self, path: str, **params: str) -> Any:
         """The ``data`` of a successful API answer; raises on anything else."""
-        if self.proc is not None and self.proc.poll() is not None:
+        if self.child.proc is not None and not self.child.running():
             raise AssertionError(f"prometheus exited; see {self.log_path}")
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
         if params:
@@ -165,8 +153,8 @@ def test_prometheus_scrapes_the_worker_with_the_shipped_rules(
             assert not leaked, f"patient id in label {label}"
     finally:
         prometheus.stop()
-    assert prometheus.proc is not None
-    assert prometheus.proc.poll() is not None, "prometheus still running"
+    assert prometheus.child.proc is not None
+    assert not prometheus.child.running(), "prometheus still running"
 
 
 def _if(value: T, accept: Callable[[T], bool]) -> T | None:
