@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 Event = Literal["new", "worsened", "improved", "resolved"]
 Severity = Literal["info", "warning", "critical"]
@@ -21,6 +21,15 @@ def severity_of(event: Event, grade: int) -> Severity:
     if event in ("improved", "resolved"):
         return "info"
     return SEVERITY_BY_GRADE[grade]
+
+
+def _utc_if_naive(moment: datetime) -> datetime:
+    """The monitor writes zoned times; one without an offset (written by something else) is
+    read as UTC, so every consumer of the alert topic compares aware datetimes only."""
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+
+
+ZonedTime = Annotated[datetime, AfterValidator(_utc_if_naive)]
 
 
 def _digest(*parts: str) -> str:
@@ -49,7 +58,7 @@ class LineValue(BaseModel):
     lln: float | None
     lln_source: LlnSource | None
     result_id: str
-    collected_at: datetime
+    collected_at: ZonedTime
 
 
 class Alert(BaseModel):
@@ -66,8 +75,8 @@ class Alert(BaseModel):
     ctcae_version: str
     patient_id: str
     result_id: str
-    collected_at: datetime
-    emitted_at: datetime
+    collected_at: ZonedTime
+    emitted_at: ZonedTime
     value: float | None = None
     unit: str | None = None
     lln: float | None = None

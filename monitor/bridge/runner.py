@@ -159,27 +159,6 @@ class Poster:
                 raise StopRequestedError
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment
-
-
-def normalized(alert: Alert) -> Alert:
-    """The alert with naive datetimes (the model accepts them) read as UTC, so that the book and
-    the outputs only ever compare aware datetimes."""
-    update: dict[str, Any] = {
-        name: _utc(moment)
-        for name, moment in (("collected_at", alert.collected_at), ("emitted_at", alert.emitted_at))
-        if moment.utcoffset() is None
-    }
-    lines = alert.components or {}
-    if any(line.collected_at.utcoffset() is None for line in lines.values()):
-        update["components"] = {
-            name: line.model_copy(update={"collected_at": _utc(line.collected_at)})
-            for name, line in lines.items()
-        }
-    return alert.model_copy(update=update) if update else alert
-
-
 def start_offsets(
     committed: Mapping[TopicPartition, int | None],
 ) -> dict[TopicPartition, int | None]:
@@ -197,7 +176,7 @@ def decode(record: Any) -> Alert | None:
     if record.value is None:
         return None
     try:
-        return normalized(Alert.model_validate_json(record.value))
+        return Alert.model_validate_json(record.value)
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
         log.warning(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from monitor.alert import Alert, Event, Severity, severity_of
@@ -55,11 +55,6 @@ class OpenEpisode:
     def severity(self) -> Severity:
         """The severity of the current grade (an ``improved`` alert itself is ``info``)."""
         return severity_of("new", self.grade)
-
-
-def _aware(moment: datetime) -> datetime:
-    """Alerts carry zoned times; a naive one (not ours) is read as UTC rather than crash."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _Recent(OrderedDict[str, None]):
@@ -108,16 +103,16 @@ class DashboardView:
                 condition=alert.condition,
                 grade=alert.grade,
                 ward=alert.ward,
-                opened_at=_aware(alert.collected_at),
+                opened_at=alert.collected_at,
                 last_event=alert.event,
-                last_event_at=_aware(alert.collected_at),
+                last_event_at=alert.collected_at,
                 summary=alert.summary,
             )
             return True
         episode.grade = alert.grade
         episode.ward = alert.ward or episode.ward
         episode.last_event = alert.event
-        episode.last_event_at = _aware(alert.collected_at)
+        episode.last_event_at = alert.collected_at
         episode.summary = alert.summary
         return True
 

@@ -23,7 +23,6 @@ from monitor.bridge.runner import (
     BridgeFailedError,
     BridgeOptions,
     decode,
-    normalized,
     start_offsets,
 )
 from monitor.settings import MonitorSettings
@@ -182,7 +181,7 @@ def test_naive_component_times_are_read_as_utc() -> None:
     }
     alert = make_alert("new", 3, condition="pancytopenia")
     raw = alert.model_dump(mode="json") | {"components": {"neutrophils": line}}
-    decoded = normalized(Alert.model_validate(raw))
+    decoded = Alert.model_validate(raw)
     assert decoded.components is not None
     assert decoded.components["neutrophils"].collected_at == datetime(2026, 11, 1, 8, tzinfo=UTC)
 
