@@ -29,7 +29,7 @@ from monitor.detector import DetectorSettings
 from monitor.grading import CtcaeVersion
 
 ENV_PREFIX = "MONITOR_"
-PSEUDONYM_KEY_MIN_LENGTH = 16  # as the paging bridge requires (monitor.bridge.pseudonym)
+PSEUDONYM_KEY_MIN_LENGTH = 16  # the dashboard and the paging bridge both take the key from here
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]

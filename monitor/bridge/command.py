@@ -127,7 +127,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     try:
-        pseudonym = Pseudonymizer(load_pseudonym_key(os.environ, args.pseudonym_key_file))
+        pseudonym = Pseudonymizer(load_pseudonym_key(settings, args.pseudonym_key_file))
         output: Output
         if args.output == "alertmanager":
             from monitor.bridge.alertmanager import AlertmanagerOutput

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from monitor.settings import PSEUDONYM_KEY_MIN_LENGTH, MonitorSettings
+
 PSEUDONYM_KEY_ENV = "MONITOR_PSEUDONYM_KEY"
-MIN_KEY_LENGTH = 16
+MIN_KEY_LENGTH = PSEUDONYM_KEY_MIN_LENGTH
 REF_HEX_DIGITS = 16
 EPISODE_REF_HEX_DIGITS = 32
 
@@ -28,26 +29,28 @@ class PseudonymKeyError(ValueError):
     """No usable pseudonym key: the bridge must not start."""
 
 
-def load_pseudonym_key(env: Mapping[str, str], key_file: Path | None = None) -> bytes:
-    """The key from ``key_file`` if given, else from ``MONITOR_PSEUDONYM_KEY``."""
-    if key_file is not None:
-        try:
-            key = key_file.read_text().strip()
-        except OSError as exc:
+def load_pseudonym_key(settings: MonitorSettings, key_file: Path | None = None) -> bytes:
+    """The key from ``key_file`` if given, else ``MONITOR_PSEUDONYM_KEY`` as the settings read
+    it (trimmed, at least 16 characters: the workers' dashboards read it the same way)."""
+    if key_file is None:
+        if settings.pseudonym_key is None:
             raise PseudonymKeyError(
-                f"cannot read the pseudonym key file {key_file}: {exc.strerror}"
-            ) from None
-        origin = f"the pseudonym key file {key_file}"
-    else:
-        key = env.get(PSEUDONYM_KEY_ENV, "").strip()
-        origin = PSEUDONYM_KEY_ENV
-    if not key:
+                f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or pass --pseudonym-key-file "
+                "(patient references in paging labels are keyed hashes of the patient id)"
+            )
+        return settings.pseudonym_key.get_secret_value().encode()
+    try:
+        key = key_file.read_text().strip()
+    except OSError as exc:
         raise PseudonymKeyError(
-            f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or pass --pseudonym-key-file "
-            "(patient references in paging labels are keyed hashes of the patient id)"
-        )
+            f"cannot read the pseudonym key file {key_file}: {exc.strerror}"
+        ) from None
+    if not key:
+        raise PseudonymKeyError(f"no pseudonym key in the pseudonym key file {key_file}")
     if len(key) < MIN_KEY_LENGTH:
-        raise PseudonymKeyError(f"{origin} is shorter than {MIN_KEY_LENGTH} characters")
+        raise PseudonymKeyError(
+            f"the pseudonym key file {key_file} is shorter than {MIN_KEY_LENGTH} characters"
+        )
     return key.encode()
 
 

@@ -71,8 +71,8 @@ def reveals_patient_ids(settings: MonitorSettings, authorization: str) -> bool:
 
 
 def pseudonymizer(settings: MonitorSettings) -> Pseudonymizer | None:
-    """The bridge's ``Pseudonymizer`` for the worker's key (the settings trim it as the bridge
-    does, and both hash its UTF-8 bytes), so a ``ref:`` here equals a page's ``patient_ref``."""
+    """The bridge's ``Pseudonymizer`` for the key of the same setting the bridge reads, so a
+    ``ref:`` here equals a page's ``patient_ref``."""
     key = settings.pseudonym_key
     return Pseudonymizer(key.get_secret_value().encode()) if key is not None else None
 

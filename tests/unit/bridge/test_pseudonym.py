@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from monitor.bridge.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonym_key
+from monitor.settings import MonitorSettings
 
 KEY = b"unit-test-pseudonym-key-0123456789"
 
@@ -25,32 +27,44 @@ def test_a_reference_is_16_hex_digits_stable_and_keyed() -> None:
     assert ref == hmac.new(KEY, b"MRN-0042", hashlib.sha256).hexdigest()[:16]
 
 
-def test_the_key_comes_from_the_environment() -> None:
-    env = {"MONITOR_PSEUDONYM_KEY": "  env-key-0123456789abcdef\n"}
-    assert load_pseudonym_key(env) == b"env-key-0123456789abcdef"
+def settings_with_key(monkeypatch: pytest.MonkeyPatch, value: str | None) -> MonitorSettings:
+    if value is None:
+        monkeypatch.delenv("MONITOR_PSEUDONYM_KEY", raising=False)
+    else:
+        monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", value)
+    return MonitorSettings()
 
 
-def test_a_key_file_wins_over_the_environment(tmp_path: Path) -> None:
+def test_the_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_with_key(monkeypatch, "  env-key-0123456789abcdef\n")
+    assert load_pseudonym_key(settings) == b"env-key-0123456789abcdef"
+
+
+def test_a_key_file_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "key"
     path.write_text("file-key-0123456789abcdef\n")
-    env = {"MONITOR_PSEUDONYM_KEY": "env-key-0123456789abcdef"}
-    assert load_pseudonym_key(env, path) == b"file-key-0123456789abcdef"
+    settings = settings_with_key(monkeypatch, "env-key-0123456789abcdef")
+    assert load_pseudonym_key(settings, path) == b"file-key-0123456789abcdef"
 
 
-@pytest.mark.parametrize("env", [{}, {"MONITOR_PSEUDONYM_KEY": "   "}])
-def test_no_key_is_refused_with_what_to_set(env: dict[str, str]) -> None:
+@pytest.mark.parametrize("value", [None, "   "])
+def test_no_key_is_refused_with_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
     with pytest.raises(PseudonymKeyError, match="MONITOR_PSEUDONYM_KEY"):
-        load_pseudonym_key(env)
+        load_pseudonym_key(settings_with_key(monkeypatch, value))
 
 
-def test_a_short_key_is_refused() -> None:
-    with pytest.raises(PseudonymKeyError, match="shorter than 16"):
-        load_pseudonym_key({"MONITOR_PSEUDONYM_KEY": "short"})
+def test_a_short_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="at least 16"):
+        settings_with_key(monkeypatch, "short")
 
 
 def test_an_unreadable_key_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PseudonymKeyError, match="cannot read"):
-        load_pseudonym_key({}, tmp_path / "missing")
+        load_pseudonym_key(MonitorSettings(), tmp_path / "missing")
 
 
 def test_an_episode_reference_is_32_hex_digits_keyed_and_stable() -> None:

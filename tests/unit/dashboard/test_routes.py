@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,10 +69,10 @@ def test_the_token_reveals_ids_only_when_it_matches() -> None:
 def test_the_dashboard_ref_is_the_bridges_patient_ref_for_the_same_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both read MONITOR_PSEUDONYM_KEY trimmed and hash its UTF-8 bytes: the refs match."""
+    """Both take MONITOR_PSEUDONYM_KEY from the settings, trimmed: the refs match."""
     monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "  cl\u00e9-partag\u00e9e-\u00fc-0123456789\t\n")
     dashboard = pseudonymizer(MonitorSettings())
-    bridge = Pseudonymizer(load_pseudonym_key(os.environ))
+    bridge = Pseudonymizer(load_pseudonym_key(MonitorSettings()))
     assert dashboard is not None
     for patient_id in (PATIENT, "MRN-0042", "p\u00e4tient-\u00f8"):
         assert dashboard(patient_id) == bridge(patient_id)
