@@ -30,6 +30,7 @@ from monitor.local import WorkerProcess
 from monitor.replay import replay_values
 from monitor.settings import MonitorSettings
 from tests.builders import cbc
+from tests.integration.isolation import isolated_env
 from tests.unit.test_kafka_security import Pki, make_pki
 
 pytestmark = pytest.mark.integration
@@ -57,14 +58,7 @@ def tls_env(pki: Pki, ca: Path | None = None) -> dict[str, str]:
 
 
 def topics_env(name: str) -> dict[str, str]:
-    return {
-        "MONITOR_APP_ID": name,
-        "MONITOR_RESULTS_TOPIC": f"{name}.results",
-        "MONITOR_ALERTS_TOPIC": f"{name}.alerts",
-        "MONITOR_DLQ_TOPIC": f"{name}.dlq",
-        "MONITOR_PARTITIONS": "2",
-        "MONITOR_STORE": "memory",
-    }
+    return {**isolated_env(name), "MONITOR_PARTITIONS": "2", "MONITOR_STORE": "memory"}
 
 
 def settings_from(env: dict[str, str], broker: EmbeddedBroker) -> MonitorSettings:
