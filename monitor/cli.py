@@ -15,19 +15,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from monitor.alert import Alert
-from monitor.detector import Detector, DetectorSettings
-from monitor.intake import Rejected, validate_message
-from monitor.kafka_io import bootstrap_of, follow, publish
-from monitor.model import describe_validation_error, parse_result
-from monitor.render import format_alert
-from monitor.replay import replay_messages, replay_values
+from monitor.adapters.intake import Rejected, validate_message
+from monitor.clinical.alert import Alert, format_alert
+from monitor.clinical.detector import Detector, DetectorSettings
+from monitor.clinical.model import describe_validation_error, parse_result
+from monitor.kafka.clients import bootstrap_of, follow, publish
 from monitor.settings import MonitorSettings, load_settings
+from monitor.stream.replay import replay_messages, replay_values
 
 
 def _security(settings: MonitorSettings) -> dict[str, Any]:
     """TLS/SASL arguments for the tool's Kafka clients; an unusable TLS file ends it (exit 2)."""
-    from monitor.kafka_security import KafkaSecurityError, aiokafka_security_kwargs
+    from monitor.kafka.security import KafkaSecurityError, aiokafka_security_kwargs
 
     try:
         return aiokafka_security_kwargs(settings)
@@ -48,7 +47,7 @@ def _print_summary(alerts: Sequence[Alert], results: int, invalid: int) -> None:
 
 def cmd_demo_offline(args: argparse.Namespace) -> int:
     """Replay a simulated chemotherapy cohort through the detector, without Kafka."""
-    from monitor.simulator import CohortSpec, simulate_cohort
+    from monitor.sim.cohort import CohortSpec, simulate_cohort
 
     messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
     detector = Detector(DetectorSettings(ctcae_version=args.ctcae_version))
@@ -99,7 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the embedded Tansu broker in the foreground (Ctrl-C stops it)."""
-    from monitor.broker import run_foreground
+    from monitor.local.broker import run_foreground
 
     print(f"embedded broker on 127.0.0.1:{args.port} (kafka://127.0.0.1:{args.port})", flush=True)
     return run_foreground(args.port)
@@ -175,8 +174,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Publish a simulated cohort (malformed messages, redeliveries and late results included)."""
-    from monitor.demo import publish_messages
-    from monitor.simulator import CohortSpec, simulate_cohort
+    from monitor.local.demo import publish_messages
+    from monitor.sim.cohort import CohortSpec, simulate_cohort
 
     settings = load_settings()
     messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
@@ -225,8 +224,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.offline:
         return cmd_demo_offline(args)
-    from monitor.demo import run_demo
-    from monitor.simulator import CohortSpec
+    from monitor.local.demo import run_demo
+    from monitor.sim.cohort import CohortSpec
 
     spec = CohortSpec(seed=args.seed, patients=args.patients, days=args.days)
     return run_demo(

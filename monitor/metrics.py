@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 
 from monitor import __version__
-from monitor.analytes import Condition
+from monitor.clinical.analytes import Condition
 
 # What ``generate_latest`` writes: the Prometheus text format 0.0.4 (UTF-8).
 CONTENT_TYPE = "text/plain; version=0.0.4"

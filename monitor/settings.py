@@ -24,9 +24,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from monitor.analytes import Analyte
-from monitor.detector import DetectorSettings
-from monitor.grading import CtcaeVersion
+from monitor.clinical.analytes import Analyte
+from monitor.clinical.detector import DetectorSettings
+from monitor.clinical.grading import CtcaeVersion
 
 ENV_PREFIX = "MONITOR_"
 PSEUDONYM_KEY_MIN_LENGTH = 16  # the dashboard and the paging bridge both take the key from here
@@ -85,7 +85,7 @@ class MonitorSettings(BaseSettings):
     # How long a fetch may wait for records (monitor.stream.transport explains the default).
     fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
 
-    # How every Kafka client connects (monitor.kafka_security; docs/secure-kafka.md).
+    # How every Kafka client connects (monitor.kafka.security; docs/secure-kafka.md).
     kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
     kafka_ssl_cafile: Path | None = None  # CAs trusted for the broker (else the system's)
     kafka_ssl_certfile: Path | None = None  # client certificate, for mutual TLS

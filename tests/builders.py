@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitor.alert import Alert
-from monitor.detector import Detector, Outcome
-from monitor.history import PatientState
-from monitor.model import CBCResult
+from monitor.clinical.alert import Alert
+from monitor.clinical.detector import Detector, Outcome
+from monitor.clinical.history import PatientState
+from monitor.clinical.model import CBCResult
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 31, tzinfo=UTC)

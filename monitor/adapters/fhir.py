@@ -49,9 +49,9 @@ from pydantic.alias_generators import to_camel
 
 from monitor.adapters.errors import AdapterError, censored_value
 from monitor.adapters.loinc import CBC_PANELS, LOINC, CodeMismatchError, resolve
-from monitor.analytes import Analyte, Sex
-from monitor.model import CBCResult, describe_validation_error
-from monitor.units import UnknownUnitError, factor
+from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.model import CBCResult, describe_validation_error
+from monitor.clinical.units import UnknownUnitError, factor
 
 __all__ = ["looks_like_fhir", "parse_fhir"]
 

@@ -42,8 +42,8 @@ from pydantic import ValidationError
 
 from monitor.adapters.errors import AdapterError, censored_value
 from monitor.adapters.loinc import CodeMismatchError, resolve
-from monitor.analytes import Analyte, Sex
-from monitor.model import CBCResult, describe_validation_error
+from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.model import CBCResult, describe_validation_error
 
 __all__ = ["SUPPORTED_VERSIONS", "AdapterError", "looks_like_hl7", "parse_oru"]
 

@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.analytes import Analyte
-from monitor.units import is_known_unit
+from monitor.clinical.analytes import Analyte
+from monitor.clinical.units import is_known_unit
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from monitor.adapters.errors import AdapterError
-from monitor.context import VitalSign
+from monitor.clinical.context import VitalSign
 
 BODY_TEMPERATURE_LOINC = "8310-5"
 _USABLE_STATUS = frozenset({"final", "amended", "corrected", "preliminary"})

@@ -17,7 +17,7 @@ from monitor.bench.alert_fold import measure_alert_folds
 from monitor.bench.detector import cohort_values, measure_detector
 from monitor.bench.passthrough import measure_passthrough
 from monitor.bench.service import measure_latency, measure_memory, measure_throughput
-from monitor.broker import EmbeddedBroker
+from monitor.local.broker import EmbeddedBroker
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 from monitor.adapters.fhir import parse_fhir
 from monitor.adapters.hl7v2 import parse_oru
-from monitor.model import parse_result
-from monitor.sim_formats import to_fhir, to_hl7v2
-from monitor.simulator import CohortSpec, clean_results, simulate_cohort
+from monitor.clinical.model import parse_result
+from monitor.sim.cohort import CohortSpec, clean_results, simulate_cohort
+from monitor.sim.encodings import to_fhir, to_hl7v2
 
 
 def sample_results(count: int = 500) -> list[dict[str, Any]]:

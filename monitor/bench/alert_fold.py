@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from monitor.alert import Alert
 from monitor.bench.detector import cohort_values
 from monitor.bridge.alertmanager import AlertmanagerOutput
 from monitor.bridge.episodes import EpisodeBook
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.alert import Alert
 from monitor.dashboard.view import DashboardView
-from monitor.replay import replay_values
+from monitor.stream.replay import replay_values
 
 
 def cohort_alerts(patients: int = 400) -> list[bytes]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from monitor.detector import Detector
-from monitor.history import PatientState, raw_fingerprint
-from monitor.model import parse_result
-from monitor.simulator import CohortSpec, SimMessage, simulate_cohort
+from monitor.clinical.detector import Detector
+from monitor.clinical.history import PatientState, raw_fingerprint
+from monitor.clinical.model import parse_result
+from monitor.sim.cohort import CohortSpec, SimMessage, simulate_cohort
 
 
 def cohort_values(patients: int = 400, seed: int = 11) -> list[bytes]:

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from monitor.broker import EmbeddedBroker, create_topics
+from monitor.kafka.topics import create_topics
+from monitor.local.broker import EmbeddedBroker
 
 __all__ = ["SAMPLE_RESULT", "main", "measure_passthrough"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from monitor.broker import create_topics
-from monitor.demo import percentile
-from monitor.kafka_io import follow, header, publish
-from monitor.local import WorkerProcess
+from monitor.kafka.clients import follow, header, publish
+from monitor.kafka.topics import create_topics
+from monitor.local.demo import percentile
+from monitor.local.processes import WorkerProcess
 
 PARTITIONS = 4
 

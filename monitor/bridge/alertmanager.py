@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.alert import Alert
 from monitor.bridge.episodes import Change, Episode, EpisodeBook
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.alert import Alert
 
 ALERTNAME = "CytopeniaEpisode"
 SOURCE = "cbc-monitor"

@@ -123,7 +123,7 @@ def _routing_key(path: Path | None) -> str:
 def cmd_bridge(args: argparse.Namespace) -> int:
     from monitor.bridge.metrics import MetricsServerError, start_metrics_server
     from monitor.bridge.runner import Bridge, BridgeFailedError, BridgeOptions, Output
-    from monitor.kafka_security import KafkaSecurityError
+    from monitor.kafka.security import KafkaSecurityError
 
     settings = load_settings()
     try:

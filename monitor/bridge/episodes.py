@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from monitor.alert import SEVERITY_BY_GRADE, Alert, Severity
+from monitor.clinical.alert import SEVERITY_BY_GRADE, Alert, Severity
 
 #: Closed episodes remembered (so late repeats of their alerts are recognised); oldest go first.
 CLOSED_EPISODES_KEPT = 100_000

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.alert import Alert, Severity
 from monitor.bridge.episodes import Change, EpisodeBook
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.alert import Alert, Severity
 
 SOURCE = "cbc-monitor"
 EVENT_CLASS = "cytopenia"

@@ -39,10 +39,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from monitor.alert import Alert
 from monitor.bridge.episodes import Change, EpisodeBook
 from monitor.bridge.metrics import BridgeMetrics, Outcome
-from monitor.kafka_security import aiokafka_security_kwargs
+from monitor.clinical.alert import Alert
+from monitor.kafka.security import aiokafka_security_kwargs
 from monitor.settings import MonitorSettings
 
 log = logging.getLogger("monitor.bridge")

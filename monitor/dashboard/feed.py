@@ -17,9 +17,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from monitor.alert import Alert
+from monitor.clinical.alert import Alert
 from monitor.dashboard.view import DashboardView
-from monitor.kafka_security import aiokafka_security_kwargs
+from monitor.kafka.security import aiokafka_security_kwargs
 from monitor.settings import MonitorSettings
 
 log = logging.getLogger("monitor.dashboard")

@@ -13,23 +13,23 @@ Patient ids are masked in every response unless the request carries
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.history import load_state
 from monitor.dashboard.feed import AlertFeed
 from monitor.dashboard.trend import episode_trend
 from monitor.dashboard.view import DashboardView, mask_patient_id
-from monitor.history import load_state
 from monitor.settings import MonitorSettings
-
-if TYPE_CHECKING:
-    from monitor.stream.app import MonitorApp
 
 # Every file the page needs, with its content type; anything else under /static is a 404.
 STATIC_TYPES = {
@@ -77,11 +77,17 @@ def pseudonymizer(settings: MonitorSettings) -> Pseudonymizer | None:
     return Pseudonymizer(key.get_secret_value().encode()) if key is not None else None
 
 
-def install_dashboard(monitor: MonitorApp) -> DashboardView:
-    """Register the dashboard's routes and its alert feed task on the worker's Faust app."""
-    app = monitor.app
-    settings = monitor.settings
-    table = monitor.table
+def install_dashboard(
+    app: faust.App,
+    settings: MonitorSettings,
+    table: faust.types.TableT[bytes, bytes | None],
+    default_lln: Mapping[Analyte, Mapping[Sex, float]],
+) -> DashboardView:
+    """Register the dashboard's routes and its alert feed task on the worker's Faust ``app``.
+
+    ``table`` is the worker's patient table (keys are patient ids as UTF-8, values stored
+    states), read for a patient's trend; ``default_lln`` the detector's default lower limits.
+    """
     view = DashboardView()
     feed = AlertFeed(settings, view)
     app.task(feed.run)
@@ -106,7 +112,7 @@ def install_dashboard(monitor: MonitorApp) -> DashboardView:
             load_state(stored),
             condition,
             settings.ctcae_version,
-            monitor.processor.detector.settings.default_lln,
+            default_lln,
         )
         body: dict[str, Any] = {
             "dedup_key": dedup_key,

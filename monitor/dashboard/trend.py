@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.analytes import DEFAULT_LLN, DISPLAY_NAME, Analyte, Condition, Sex
-from monitor.grading import CTCAE, CtcaeVersion, grade_with_scale
-from monitor.history import Entry, PatientState, Reading
-from monitor.units import CANONICAL_UNIT, from_canonical, to_canonical
+from monitor.clinical.analytes import DEFAULT_LLN, DISPLAY_NAME, Analyte, Condition, Sex
+from monitor.clinical.grading import CTCAE, CtcaeVersion, grade_with_scale
+from monitor.clinical.history import Entry, PatientState, Reading
+from monitor.clinical.units import CANONICAL_UNIT, from_canonical, to_canonical
 
 # What to draw for each condition: the analytes that grade it.
 TREND_ANALYTES: dict[str, tuple[Analyte, ...]] = {

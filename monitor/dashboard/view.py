@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.alert import Alert, Event, Severity, severity_of
-from monitor.analytes import Condition
+from monitor.clinical.alert import Alert, Event, Severity, severity_of
+from monitor.clinical.analytes import Condition
 
 GRADES = (1, 2, 3, 4)
 MASK = "\u2022" * 4  # four bullets

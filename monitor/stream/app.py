@@ -16,9 +16,9 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from monitor.clinical.history import load_state
 from monitor.dashboard.routes import install_dashboard, reveals_patient_ids
-from monitor.history import load_state
-from monitor.kafka_security import faust_credentials
+from monitor.kafka.security import faust_credentials
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
 from monitor.stream.processor import Origin, Plan, ResultProcessor, Send
@@ -33,7 +33,7 @@ def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
     store = "rocksdb://" if settings.store == "rocksdb" else "memory://"
     return {
         "broker": settings.broker_url,
-        # TLS / SASL for every Faust client (monitor.kafka_security).
+        # TLS / SASL for every Faust client (monitor.kafka.security).
         "broker_credentials": faust_credentials(settings),
         "store": store,
         "datadir": str(settings.data_dir),
@@ -120,7 +120,9 @@ class MonitorApp:
         self.app.timer(interval=2.0)(self._refresh_gauges_safely)
         self._add_web_routes()
         # The lab-ops page at /: its routes and the task folding the alert topic into its view.
-        self.dashboard = install_dashboard(self)
+        self.dashboard = install_dashboard(
+            self.app, settings, self.table, self.processor.detector.settings.default_lln
+        )
 
     @property
     def topic_partitions(self) -> dict[str, int]:

@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 from monitor.adapters.fhir import parse_fhir
 from monitor.adapters.hl7v2 import parse_oru
+from monitor.adapters.intake import Rejected, dead_letter_headers, validate_message
 from monitor.adapters.vitals import parse_vital
-from monitor.context import Treatment
-from monitor.detector import Detector, Outcome
-from monitor.history import PatientState, dump_state, load_state, raw_fingerprint
-from monitor.intake import Rejected, dead_letter_headers, validate_message
+from monitor.clinical.context import Treatment
+from monitor.clinical.detector import Detector, Outcome
+from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
+from monitor.clinical.model import CBCResult, parse_result
 from monitor.metrics import Metrics
-from monitor.model import CBCResult, parse_result
 from monitor.settings import MonitorSettings
 
 Headers = list[tuple[str, bytes]]

@@ -2,7 +2,7 @@
 
 The preflight connects once exactly as every client will (TLS, SASL) so that a wrong CA,
 certificate or password stops the worker at start with one clear line and exit status 2,
-never a traceback or a Faust restart loop (monitor.kafka_security.describe_failure).
+never a traceback or a Faust restart loop (monitor.kafka.security.describe_failure).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import sys
 
 import uvloop
 
-from monitor.broker import BrokerError, create_topics
-from monitor.kafka_security import (
+from monitor.kafka.security import (
     KafkaConnectError,
     KafkaSecurityError,
     aiokafka_security_kwargs,
     check_connection,
 )
+from monitor.kafka.topics import TopicError, create_topics
 from monitor.settings import MonitorSettings
 
 log = logging.getLogger("monitor.worker")
@@ -77,7 +77,7 @@ def run_worker(settings: MonitorSettings) -> int:
                 timeout=60,
             )
         )
-    except (BrokerError, TimeoutError, OSError) as exc:
+    except (TopicError, TimeoutError, OSError) as exc:
         print(f"cbc-monitor worker: cannot prepare topics on {bootstrap}: {exc}", file=sys.stderr)
         return 1
     worker = MonitorWorker(

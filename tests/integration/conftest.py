@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
+from monitor.local.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

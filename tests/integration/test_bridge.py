@@ -35,17 +35,18 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.alert import Alert
 from monitor.bridge.alertmanager import AlertmanagerOutput
 from monitor.bridge.pagerduty import PagerDutyOutput
 from monitor.bridge.pseudonym import Pseudonymizer
 from monitor.bridge.runner import Bridge, BridgeOptions
-from monitor.broker import EmbeddedBroker, create_topics, find_free_port
-from monitor.detector import Detector
-from monitor.history import PatientState
-from monitor.kafka_io import publish
-from monitor.local import ChildProcess
-from monitor.model import CBCResult
+from monitor.clinical.alert import Alert
+from monitor.clinical.detector import Detector
+from monitor.clinical.history import PatientState
+from monitor.clinical.model import CBCResult
+from monitor.kafka.clients import publish
+from monitor.kafka.topics import create_topics
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import ChildProcess, find_free_port
 from monitor.settings import MonitorSettings
 from tests.builders import cbc
 

@@ -17,14 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from monitor.broker import (
-    BrokerStartError,
-    EmbeddedBroker,
-    TopicMismatchError,
-    create_topics,
-    find_free_port,
-    wait_until_answering,
-)
+from monitor.kafka.topics import TopicMismatchError, create_topics
+from monitor.local.broker import BrokerStartError, EmbeddedBroker, wait_until_answering
+from monitor.local.processes import find_free_port
 
 pytestmark = pytest.mark.integration
 
@@ -290,7 +285,7 @@ async def test_end_offset_counts_every_record(
 
 _CHILD_STARTS_BROKER = """
 import sys
-from monitor.broker import EmbeddedBroker
+from monitor.local.broker import EmbeddedBroker
 broker = EmbeddedBroker().start()
 print(broker.pid, broker.port, broker.log_path, flush=True)
 if sys.stdin.readline().strip() == "exit":
@@ -335,7 +330,8 @@ def test_broker_does_not_outlive_its_parent(parent_end: str) -> None:
 def test_run_foreground_forwards_ctrl_c_and_returns_the_exit_status() -> None:
     port = find_free_port()
     child = _python(
-        f"import sys\nfrom monitor.broker import run_foreground\nsys.exit(run_foreground({port}))",
+        "import sys\nfrom monitor.local.broker import run_foreground\n"
+        f"sys.exit(run_foreground({port}))",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

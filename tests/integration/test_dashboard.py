@@ -31,10 +31,10 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from monitor.bridge.pseudonym import Pseudonymizer
-from monitor.broker import EmbeddedBroker
 from monitor.dashboard.routes import security_headers
-from monitor.kafka_io import publish
-from monitor.local import WorkerProcess
+from monitor.kafka.clients import publish
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import WorkerProcess
 from tests.integration.isolation import isolated_env, topic_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from monitor.alert import Alert
-from monitor.broker import EmbeddedBroker
-from monitor.kafka_io import follow, header, publish
-from monitor.local import WorkerProcess
-from monitor.sim_formats import to_fhir, to_hl7v2
+from monitor.clinical.alert import Alert
+from monitor.kafka.clients import follow, header, publish
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import WorkerProcess
+from monitor.sim.encodings import to_fhir, to_hl7v2
 from tests.integration.isolation import isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

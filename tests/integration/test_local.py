@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
+from monitor.local.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 _CHILD_STARTS_WORKER = """
 import sys, tempfile
 from pathlib import Path
-from monitor.local import WorkerProcess
+from monitor.local.processes import WorkerProcess
 worker = WorkerProcess("orphan", sys.argv[1], Path(tempfile.mkdtemp()) / "data")
 worker.start()
 worker.wait_ready()

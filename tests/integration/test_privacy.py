@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
-from monitor.kafka_io import publish
-from monitor.local import WorkerProcess
+from monitor.kafka.clients import publish
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import WorkerProcess
 from tests.builders import cbc
 from tests.integration.isolation import isolated_env
 

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from monitor.broker import EmbeddedBroker, find_free_port
-from monitor.kafka_io import bootstrap_of, publish
-from monitor.local import ChildProcess, WorkerProcess
+from monitor.kafka.clients import bootstrap_of, publish
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import ChildProcess, WorkerProcess, find_free_port
 from tests.builders import cbc
 from tests.deploy import JOB, RULES_FILE, require, rule_exprs, used_metric_names
 from tests.integration.isolation import isolated_env

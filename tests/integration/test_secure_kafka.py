@@ -1,6 +1,6 @@
 """Every Kafka client over TLS (and SASL) against an embedded broker of the test's own.
 
-Tansu 0.6.0 cannot serve TLS itself (monitor/broker.py explains), so ``EmbeddedBroker(tls=...)``
+Tansu 0.6.0 cannot serve TLS itself (monitor/local/broker.py explains), so ``EmbeddedBroker(tls=...)``
 puts a TLS front before it and advertises only that: every byte a client exchanges with the
 broker goes through TLS. Its SASL (``--authentication``) works, but no SCRAM user can be
 created on it, so only refusals are tested here (docs/secure-kafka.md).
@@ -21,14 +21,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from monitor.alert import Alert
-from monitor.broker import EmbeddedBroker
 from monitor.cli import main as cli_main
-from monitor.kafka_io import follow, publish
-from monitor.kafka_security import KafkaConnectError, aiokafka_security_kwargs, check_connection
-from monitor.local import WorkerProcess
-from monitor.replay import replay_values
+from monitor.clinical.alert import Alert
+from monitor.kafka.clients import follow, publish
+from monitor.kafka.security import KafkaConnectError, aiokafka_security_kwargs, check_connection
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import WorkerProcess
 from monitor.settings import MonitorSettings
+from monitor.stream.replay import replay_values
 from tests.builders import cbc
 from tests.integration.isolation import isolated_env
 from tests.unit.test_kafka_security import Pki, make_pki

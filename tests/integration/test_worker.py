@@ -3,7 +3,7 @@
 Nothing is mocked: results are produced with aiokafka to the results topic, the workers are child
 processes configured by ``MONITOR_*`` variables (``monitor.local.WorkerProcess``), and alerts and
 dead letters are read back with aiokafka from their topics. Expected alerts come from the pure
-detector (``monitor.replay.replay_values``): alert ids are deterministic, so the service must
+detector (``monitor.stream.replay.replay_values``): alert ids are deterministic, so the service must
 publish exactly the ids the replay computes.
 
 Waiting is by polling with a deadline, never by a fixed sleep used as an assertion. To know that a
@@ -36,12 +36,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.alert import Alert
-from monitor.broker import EmbeddedBroker
-from monitor.kafka_io import header
-from monitor.local import WorkerProcess
-from monitor.replay import replay_values
-from monitor.simulator import CohortSpec, SimMessage, simulate_cohort
+from monitor.clinical.alert import Alert
+from monitor.kafka.clients import header
+from monitor.local.broker import EmbeddedBroker
+from monitor.local.processes import WorkerProcess
+from monitor.sim.cohort import CohortSpec, SimMessage, simulate_cohort
+from monitor.stream.replay import replay_values
 from tests.builders import cbc
 from tests.integration.isolation import isolated_env
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.alert import Alert
 from monitor.bench.alert_fold import cohort_alerts
 from monitor.bench.detector import cohort_values
 from monitor.bridge.episodes import EpisodeBook
+from monitor.clinical.alert import Alert
 from monitor.dashboard.view import DashboardView
-from monitor.replay import replay_values
+from monitor.stream.replay import replay_values
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 
 from monitor.adapters.errors import AdapterError
 from monitor.adapters.fhir import looks_like_fhir, parse_fhir
-from monitor.analytes import Analyte
-from monitor.model import CBCResult
+from monitor.clinical.analytes import Analyte
+from monitor.clinical.model import CBCResult
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "fhir"
 UCUM = "http://unitsofmeasure.org"
@@ -637,7 +637,7 @@ def test_does_not_look_like_fhir(message: bytes) -> None:
 
 
 def test_a_value_below_a_limit_is_graded_as_below_it() -> None:
-    from monitor.grading import grade
+    from monitor.clinical.grading import grade
 
     def below_half(document: Doc) -> None:
         _set("valueQuantity.comparator", "<")(document)

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from monitor.adapters.errors import AdapterError
 from monitor.adapters.hl7v2 import looks_like_hl7, parse_oru
-from monitor.analytes import Analyte, Sex
-from monitor.model import CBCResult
+from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.model import CBCResult
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "hl7v2"
 
@@ -260,7 +260,7 @@ def test_structured_numeric_takes_the_number(sn: str, expected: float) -> None:
 
 
 def test_a_value_below_a_limit_is_graded_as_below_it() -> None:
-    from monitor.grading import grade
+    from monitor.clinical.grading import grade
 
     result = only(oru(obx("751-8^Neutrophils^LN", "<^0.5", value_type="SN")))
     component = result.components[Analyte.NEUTROPHILS]

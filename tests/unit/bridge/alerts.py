@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.alert import Alert, Event, make_alert_id, make_dedup_key, severity_of
+from monitor.clinical.alert import Alert, Event, make_alert_id, make_dedup_key, severity_of
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 PATIENT = "MRN-SECRET-0042"

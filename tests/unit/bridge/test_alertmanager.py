@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from monitor.alert import Alert
 from monitor.bridge.alertmanager import AlertmanagerOutput, labels_of
 from monitor.bridge.episodes import Change, EpisodeBook
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.alert import Alert
 from tests.unit.bridge.alerts import PATIENT, T0, make_alert
 
 KEY = b"unit-test-pseudonym-key-0123456789"

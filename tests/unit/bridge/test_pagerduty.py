@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.alert import Alert
 from monitor.bridge.episodes import Change, EpisodeBook
 from monitor.bridge.pagerduty import PagerDutyOutput, resolve_event, trigger_event
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.alert import Alert
 from tests.unit.bridge.alerts import PATIENT, make_alert
 
 KEY = b"unit-test-pseudonym-key-0123456789"

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from monitor.bridge.metrics import BridgeMetrics
 from monitor.bridge.runner import BridgeOptions, Poster, StopRequestedError, backoff_delays
-from monitor.broker import find_free_port
+from monitor.local.processes import find_free_port
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:

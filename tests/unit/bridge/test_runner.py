@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from monitor.alert import Alert
 from monitor.bridge.alertmanager import AlertmanagerOutput
 from monitor.bridge.episodes import Change, EpisodeBook
 from monitor.bridge.pseudonym import Pseudonymizer
@@ -25,6 +24,7 @@ from monitor.bridge.runner import (
     decode,
     start_offsets,
 )
+from monitor.clinical.alert import Alert
 from monitor.settings import MonitorSettings
 from tests.unit.bridge.alerts import PATIENT, make_alert
 

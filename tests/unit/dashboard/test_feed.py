@@ -13,7 +13,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from monitor.alert import Alert
+from monitor.clinical.alert import Alert
 from monitor.dashboard.feed import AlertFeed
 from monitor.dashboard.view import DashboardView
 from monitor.settings import MonitorSettings

@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from faust.exceptions import SameNode
 from yarl import URL
 
-from monitor.alert import Alert
 from monitor.bridge.pseudonym import Pseudonymizer, load_pseudonym_key
+from monitor.clinical.alert import Alert
+from monitor.clinical.history import dump_state
 from monitor.dashboard.routes import (
     CONTENT_SECURITY_POLICY,
     STATIC_TYPES,
@@ -24,7 +25,6 @@ from monitor.dashboard.routes import (
     security_headers,
 )
 from monitor.dashboard.view import MASK
-from monitor.history import dump_state
 from monitor.settings import MonitorSettings
 from monitor.stream.app import MonitorApp
 from tests.builders import cbc, replay

@@ -6,10 +6,10 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-from monitor.alert import Alert
 from monitor.bridge.pseudonym import Pseudonymizer
+from monitor.clinical.alert import Alert
+from monitor.clinical.model import CBCResult
 from monitor.dashboard.view import MASK, DashboardView, mask_patient_id
-from monitor.model import CBCResult
 from tests.builders import T0, cbc, replay
 
 PATIENT = "MRN-0042"

@@ -1,0 +1,304 @@
+"""One patient's state: a bounded, event-time-ordered history of results and the open episodes.
+
+The state is plain data with a compact JSON form, so the stream layer can keep it in a Faust
+table (and its changelog) without windowed tables (DESIGN.md: windowed tables lose data across
+rebalances and expire on wall-clock time).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from pydantic_core import from_json, to_json
+
+from monitor.clinical.analytes import Analyte
+from monitor.clinical.model import CBCResult
+from monitor.clinical.units import CANONICAL_UNIT, to_canonical
+
+STATUS_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
+
+
+class Reading(NamedTuple):
+    """One analyte of one result: the value as sent and the value in the canonical unit."""
+
+    value: float  # canonical unit (units.CANONICAL_UNIT)
+    raw: float  # as sent, in ``unit``
+    unit: str
+    lln: float | None  # the lab's lower limit, in ``unit``
+    derived: bool = False  # computed from a percent differential rather than counted
+
+
+class Entry(NamedTuple):
+    """One result in a patient's history (a tuple: cheap to build, compare and serialize)."""
+
+    result_id: str
+    collected_at: float  # seconds since the epoch, UTC
+    status: str
+    fingerprint: str
+    sex: str | None
+    readings: dict[Analyte, Reading]
+    last_chemo_at: float | None = None
+    # The entry's JSON, made once: entries never change, and re-serializing a whole history on
+    # every result cost more than detecting on it.
+    wire: bytes = b""
+
+    @property
+    def alertable(self) -> bool:
+        return self.status != "preliminary"
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        return (self.collected_at, self.result_id)
+
+
+@dataclass(slots=True)
+class Episode:
+    """The state of one (patient, condition): open while ``grade`` >= 1."""
+
+    grade: int
+    number: int  # episodes opened so far for this condition; part of the dedup key
+    dedup_key: str
+    opened_at: float
+    changed_at: float  # collected_at of the result that set the current grade
+
+
+@dataclass(slots=True)
+class PatientState:
+    history: list[Entry] = field(default_factory=list)
+    episodes: dict[str, Episode] = field(default_factory=dict)
+    last_chemo_at: float | None = None
+    ward: str | None = None
+    ward_at: float | None = None
+    lln_overrides: dict[Analyte, float] = field(default_factory=dict)  # canonical unit
+    overrides_at: float | None = None
+    # From the context feeds, each ordered by time: (given_at, kind, event id) and
+    # (measured_at, Celsius, observation id).
+    doses: list[tuple[float, str, str]] = field(default_factory=list)
+    temperatures: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def add_dose(self, given_at: float, kind: str, event_id: str, keep_s: float) -> bool:
+        """Record a treatment; False if it was already known (a redelivery)."""
+        return _add_event(self.doses, (given_at, kind, event_id), keep_s, 200)
+
+    def add_temperature(
+        self, measured_at: float, celsius: float, observation_id: str, keep_s: float
+    ) -> bool:
+        """Record a temperature; False if it was already known (a redelivery)."""
+        return _add_event(self.temperatures, (measured_at, celsius, observation_id), keep_s, 500)
+
+    def find(self, result_id: str) -> int | None:
+        for i in range(len(self.history) - 1, -1, -1):
+            if self.history[i].result_id == result_id:
+                return i
+        return None
+
+    def insert(self, entry: Entry) -> None:
+        keys = [e.sort_key for e in self.history]
+        self.history.insert(bisect.bisect_right(keys, entry.sort_key), entry)
+
+    def prune(self, max_age_s: float, max_results: int) -> None:
+        """Drop results older than ``max_age_s`` before the newest, then keep the newest N."""
+        if not self.history:
+            return
+        cutoff = self.history[-1].collected_at - max_age_s
+        kept = [e for e in self.history if e.collected_at >= cutoff]
+        self.history = kept[-max_results:]
+
+    def open_episodes(self) -> dict[str, Episode]:
+        return {c: e for c, e in self.episodes.items() if e.grade >= 1}
+
+
+def _add_event(
+    events: list[Any], event: tuple[float, Any, str], keep_s: float, keep_n: int
+) -> bool:
+    if any(e[2] == event[2] for e in events):
+        return False
+    bisect.insort(events, event)
+    cutoff = events[-1][0] - keep_s
+    events[:] = [e for e in events if e[0] >= cutoff][-keep_n:]
+    return True
+
+
+def fingerprint(result: CBCResult) -> str:
+    """Content hash of a result: a redelivery has the same one, a correction a different one.
+
+    Built from the validated fields rather than a JSON dump, which costs several times more;
+    a re-serialized redelivery (other key order or spacing) still hashes the same.
+    """
+    context = result.context
+    content = (
+        result.patient_id,
+        result.collected_at.timestamp(),
+        result.status,
+        result.sex,
+        sorted((str(a), c.value, c.unit, c.lln) for a, c in result.components.items()),
+        context.ward,
+        context.last_chemo_at.timestamp() if context.last_chemo_at else None,
+        sorted((str(a), o.value, o.unit) for a, o in context.lln_overrides.items()),
+    )
+    return hashlib.blake2b(repr(content).encode(), digest_size=8).hexdigest()
+
+
+def derived_count(wbc: float, *percentages: float) -> float:
+    """A count from WBC x (sum of percentages) / 100, exact in decimal."""
+    total = sum((Decimal(repr(p)) for p in percentages), Decimal(0))
+    return float(Decimal(repr(wbc)) * total / 100)
+
+
+def raw_fingerprint(raw: bytes) -> str:
+    """Content hash of the message exactly as received (the cheap path for a stream)."""
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+
+def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Entry:
+    """Normalize a validated result into a history entry, deriving ANC/ALC from a differential.
+
+    ``content_hash`` identifies the content for redelivery detection; by default it is computed
+    from the validated fields.
+    """
+    readings: dict[Analyte, Reading] = {}
+    for analyte, component in result.components.items():
+        readings[analyte] = Reading(
+            to_canonical(analyte, component.value, component.unit),
+            component.value,
+            component.unit,
+            component.lln,
+        )
+    chemo = result.context.last_chemo_at
+    return with_wire(
+        Entry(
+            result_id=result.result_id,
+            collected_at=result.collected_at.timestamp(),
+            status=result.status,
+            fingerprint=content_hash or fingerprint(result),
+            sex=result.sex.value if result.sex is not None else None,
+            readings=with_derived(readings),
+            last_chemo_at=chemo.timestamp() if chemo is not None else None,
+        )
+    )
+
+
+def merge_part(previous: Entry, part: Entry) -> Entry:
+    """One specimen's result put together from parts sent separately (FHIR Observations).
+
+    Measured values of the later part win; counts derived from a differential are derived
+    again from the merged values; the status is the more authoritative of the two.
+    """
+    readings = {a: r for a, r in previous.readings.items() if not r.derived}
+    readings.update({a: r for a, r in part.readings.items() if not r.derived})
+    status = max(previous.status, part.status, key=STATUS_RANK.__getitem__)
+    digest = hashlib.blake2b(
+        (previous.fingerprint + part.fingerprint).encode(), digest_size=8
+    ).hexdigest()
+    return with_wire(
+        previous._replace(
+            status=status,
+            fingerprint=digest,
+            sex=part.sex or previous.sex,
+            readings=with_derived(readings),
+            last_chemo_at=part.last_chemo_at or previous.last_chemo_at,
+        )
+    )
+
+
+def with_derived(readings: dict[Analyte, Reading]) -> dict[Analyte, Reading]:
+    """Add ANC and ALC derived from WBC and a percent differential when not counted."""
+    wbc = readings.get(Analyte.WBC)
+    if wbc is not None:
+        if Analyte.NEUTROPHILS not in readings and Analyte.NEUTROPHILS_PCT in readings:
+            pcts = [readings[Analyte.NEUTROPHILS_PCT].value]
+            if Analyte.BANDS_PCT in readings:
+                pcts.append(readings[Analyte.BANDS_PCT].value)
+            anc = derived_count(wbc.value, *pcts)
+            readings[Analyte.NEUTROPHILS] = Reading(
+                anc, anc, CANONICAL_UNIT[Analyte.NEUTROPHILS], None, derived=True
+            )
+        if Analyte.LYMPHOCYTES not in readings and Analyte.LYMPHOCYTES_PCT in readings:
+            alc = derived_count(wbc.value, readings[Analyte.LYMPHOCYTES_PCT].value)
+            readings[Analyte.LYMPHOCYTES] = Reading(
+                alc, alc, CANONICAL_UNIT[Analyte.LYMPHOCYTES], None, derived=True
+            )
+    return readings
+
+
+def with_wire(entry: Entry) -> Entry:
+    """The entry with its JSON form attached (plain lists: far faster to encode than tuples)."""
+    e = entry
+    readings = {a.value: [r.value, r.raw, r.unit, r.lln, r.derived] for a, r in e.readings.items()}
+    wire = to_json(
+        [e.result_id, e.collected_at, e.status, e.fingerprint, e.sex, readings, e.last_chemo_at]
+    )
+    return e._replace(wire=wire)
+
+
+# --- compact serialization (the Faust table value) -------------------------------------------
+
+
+def _rest_to_dict(state: PatientState) -> dict[str, Any]:
+    return {
+        "e": {
+            c: [ep.grade, ep.number, ep.dedup_key, ep.opened_at, ep.changed_at]
+            for c, ep in state.episodes.items()
+        },
+        "c": state.last_chemo_at,
+        "w": [state.ward, state.ward_at],
+        "o": [{a.value: v for a, v in state.lln_overrides.items()}, state.overrides_at],
+        "t": state.doses,
+        "f": state.temperatures,
+    }
+
+
+# Enum lookup by value through a dict: Analyte(value) costs about a microsecond a call, and a
+# full history holds hundreds of readings.
+_ANALYTE_BY_VALUE: dict[str, Analyte] = {a.value: a for a in Analyte}
+
+
+def state_from_dict(data: dict[str, Any]) -> PatientState:
+    if data.get("v") != 1:
+        raise ValueError("unsupported patient state version")
+    analyte = _ANALYTE_BY_VALUE
+    history = [
+        with_wire(
+            Entry(
+                rid,
+                ts,
+                status,
+                fp,
+                sex,
+                {
+                    analyte[a]: Reading(r[0], r[1], r[2], r[3], bool(r[4]))
+                    for a, r in readings.items()
+                },
+                chemo,
+            )
+        )
+        for rid, ts, status, fp, sex, readings, chemo in data["h"]
+    ]
+    episodes = {c: Episode(*values) for c, values in data["e"].items()}
+    overrides, overrides_at = data["o"]
+    return PatientState(
+        history=history,
+        episodes=episodes,
+        last_chemo_at=data["c"],
+        ward=data["w"][0],
+        ward_at=data["w"][1],
+        lln_overrides={Analyte(a): v for a, v in overrides.items()},
+        overrides_at=overrides_at,
+        doses=[(d[0], d[1], d[2]) for d in data.get("t", [])],
+        temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
+    )
+
+
+def dump_state(state: PatientState) -> bytes:
+    """``{"v":1,"h":[entries...],"e":...,"c":...,"w":...,"o":...}`` from the entries' own JSON."""
+    entries = b",".join(e.wire or with_wire(e).wire for e in state.history)
+    rest = to_json(_rest_to_dict(state))  # b'{"e":...}'
+    return b'{"v":1,"h":[' + entries + b"]," + rest[1:]
+
+
+def load_state(raw: bytes) -> PatientState:
+    return state_from_dict(from_json(raw))

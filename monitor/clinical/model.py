@@ -1,0 +1,127 @@
+"""The canonical CBC result every adapter produces, validated with pydantic v2.
+
+Validation errors name the field that is wrong and never echo the value, so they are safe to put
+in a dead-letter header or a log line (see ``describe_validation_error``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.units import is_known_unit
+
+ResultStatus = Literal["final", "corrected", "preliminary"]
+
+# An identifier is printable text of bounded length: large enough for any LIS accession number.
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
+
+
+class Component(BaseModel):
+    """One analyte's value as the lab sent it, with the lab's lower limit in the same unit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: float = Field(ge=0, allow_inf_nan=False)
+    unit: str = Field(min_length=1, max_length=32)
+    lln: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class LlnOverride(BaseModel):
+    """A per-patient lower limit (e.g. a Duffy-null patient's ANC), in the given unit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: float = Field(ge=0, allow_inf_nan=False)
+    unit: str = Field(min_length=1, max_length=32)
+
+
+class ResultContext(BaseModel):
+    """What the ordering system knows about the patient around this specimen."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    ward: str | None = Field(default=None, max_length=64)
+    last_chemo_at: AwareDatetime | None = None
+    lln_overrides: dict[Analyte, LlnOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_override_units(self) -> ResultContext:
+        for analyte, override in self.lln_overrides.items():
+            if not is_known_unit(analyte, override.unit):
+                raise ValueError(f"lln_overrides.{analyte}: unknown unit for {analyte}")
+        return self
+
+
+class CBCResult(BaseModel):
+    """One specimen's complete blood count (every component optional: partial panels are normal)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    result_id: Identifier
+    patient_id: Identifier
+    collected_at: AwareDatetime
+    status: ResultStatus = "final"
+    sex: Sex | None = None
+    components: dict[Analyte, Component] = Field(default_factory=dict)
+    context: ResultContext = Field(default_factory=ResultContext)
+    # Only some of the specimen's components (FHIR sends Observations one at a time): merged
+    # into what is known of the same result_id instead of replacing it.
+    partial: bool = False
+
+    @field_validator("components")
+    @classmethod
+    def _known_units(cls, components: dict[Analyte, Component]) -> dict[Analyte, Component]:
+        for analyte, component in components.items():
+            if not is_known_unit(analyte, component.unit):
+                raise ValueError(f"unknown unit for {analyte}")
+            if component.lln is not None and not math.isfinite(component.lln):
+                raise ValueError(f"lln of {analyte} must be finite")
+        return components
+
+    @property
+    def collected_ts(self) -> float:
+        return self.collected_at.timestamp()
+
+
+def parse_result(raw: bytes | str) -> CBCResult:
+    """Validate one canonical JSON result; raises pydantic.ValidationError."""
+    return CBCResult.model_validate_json(raw)
+
+
+# A sender-controlled key (an unknown field or analyte) is repeated only when it looks like a
+# field name; anything else could be data, so it is not echoed.
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+
+def _location_part(part: str | int) -> str:
+    if isinstance(part, int) or _FIELD_NAME.match(part) or part == "[key]":
+        return str(part)
+    return "<unnamed>"
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """A one-line reason naming the fields at fault, without any input value (no patient data)."""
+    parts: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False)[:limit]:
+        location = ".".join(_location_part(p) for p in error["loc"]) or "message"
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        parts.append(f"{location}: {message}")
+    extra = exc.error_count() - len(parts)
+    if extra > 0:
+        parts.append(f"and {extra} more")
+    return "; ".join(parts)

@@ -1,0 +1,4 @@
+"""What runs on one machine only, never in production: the embedded Tansu broker (``broker``),
+its TLS relay (``tls_relay``), child processes for workers and tools (``processes``) and the demo
+(``demo``). A layer contract keeps the production packages from importing it.
+"""

@@ -1,0 +1,178 @@
+"""The worker's per-message decisions, driven directly with a dict as the patient table."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.clinical.history import load_state
+from monitor.metrics import Metrics
+from monitor.settings import MonitorSettings
+from monitor.stream.processor import Origin, ResultProcessor
+from tests.builders import cbc
+
+SETTINGS = MonitorSettings()
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def processor() -> ResultProcessor:
+    return ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
+
+
+def origin(offset: int = 0, topic: str = SETTINGS.results_topic) -> Origin:
+    return Origin(topic, 2, offset, 1_790_000_000.0)
+
+
+def raw(result_id: str, hours: float, **values: float) -> bytes:
+    return cbc(result_id, hours, patient_id="MRN-0042", **values).model_dump_json().encode()
+
+
+def metric(processor: ResultProcessor, name: str, **labels: str) -> float:
+    text = processor.metrics.exposition().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"{name}{labels} not exported")
+
+
+def test_alerts_are_keyed_by_patient_and_carry_their_origin(processor: ResultProcessor) -> None:
+    sends = processor.handle(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(7))
+    (send,) = sends
+    assert send.topic == SETTINGS.alerts_topic
+    assert send.key == b"MRN-0042"
+    assert json.loads(send.value or b"")["event"] == "new"
+    headers = dict(send.headers)
+    assert headers["monitor.source_offset"] == b"7"
+    assert all(b"MRN-0042" not in value for value in headers.values())
+    assert processor.table[b"MRN-0042"]
+
+
+def test_state_is_written_back_to_the_table(processor: ResultProcessor) -> None:
+    processor.handle(raw("r1", 0, neutrophils=1.6), b"MRN-0042", origin(1))
+    processor.handle(raw("r2", 24, neutrophils=0.8), b"MRN-0042", origin(2))
+    state = load_state(processor.table[b"MRN-0042"])
+    assert [e.result_id for e in state.history] == ["r1", "r2"]
+    assert state.episodes["neutropenia"].grade == 3
+
+
+def test_invalid_input_becomes_a_dead_letter_with_the_original_bytes(
+    processor: ResultProcessor,
+) -> None:
+    bad = b'{"result_id": "r1", "patient_id": "MRN-0042"'
+    (send,) = processor.handle(bad, b"MRN-0042", origin(9))
+    assert send.topic == SETTINGS.dlq_topic
+    assert send.value == bad
+    assert send.key == b"MRN-0042"
+    headers = dict(send.headers)
+    assert headers["dlq.code"] == b"not_json"
+    assert headers["dlq.source_offset"] == b"9"
+    assert all(b"MRN-0042" not in value for value in headers.values())
+    assert metric(processor, "monitor_results_invalid_total", reason="not_json") == 1
+    assert processor.table == {}
+
+
+def test_input_keyed_otherwise_is_repartitioned_by_patient(processor: ResultProcessor) -> None:
+    value = raw("r1", 0, neutrophils=0.4)
+    for key in (None, b"wrong-key"):
+        (send,) = processor.handle(value, key, origin())
+        assert send.topic == f"{SETTINGS.results_topic}.by-patient"
+        assert send.key == b"MRN-0042"
+        assert send.value == value
+    assert processor.table == {}
+    (alert,) = processor.handle(value, b"MRN-0042", origin(topic=send.topic))
+    assert alert.topic == SETTINGS.alerts_topic
+
+
+def test_repartitioned_input_is_processed_whatever_its_key(processor: ResultProcessor) -> None:
+    repartition = f"{SETTINGS.results_topic}.by-patient"
+    sends = processor.handle(raw("r1", 0, neutrophils=0.4), None, origin(topic=repartition))
+    assert [s.topic for s in sends] == [SETTINGS.alerts_topic]
+
+
+def test_redelivery_sends_nothing_and_is_counted(processor: ResultProcessor) -> None:
+    value = raw("r1", 0, neutrophils=0.4)
+    assert len(processor.handle(value, b"MRN-0042", origin(1))) == 1
+    stored = processor.table[b"MRN-0042"]
+    assert processor.handle(value, b"MRN-0042", origin(2)) == []
+    assert processor.table[b"MRN-0042"] == stored
+    assert metric(processor, "monitor_duplicates_ignored_total", kind="duplicate") == 1
+
+
+def test_gauges_follow_patients_and_episodes(processor: ResultProcessor) -> None:
+    processor.handle(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
+    assert metric(processor, "monitor_patients_tracked") == 1
+    assert metric(processor, "monitor_active_episodes", condition="neutropenia", grade="4") == 1
+    processor.handle(raw("r2", 24, neutrophils=3.0), b"MRN-0042", origin(2))
+    assert metric(processor, "monitor_active_episodes", condition="neutropenia", grade="4") == 0
+    processor.recount(processor.table.values())
+    assert metric(processor, "monitor_patients_tracked") == 1
+
+
+def test_a_processing_fault_becomes_a_dead_letter(processor: ResultProcessor) -> None:
+    send = processor.failed(b"whatever", b"k", origin(5), RuntimeError("boom MRN-0042"))
+    assert send.topic == SETTINGS.dlq_topic
+    headers = dict(send.headers)
+    assert headers["dlq.code"] == b"processing_error"
+    assert headers["dlq.error_class"] == b"RuntimeError"
+    assert all(b"MRN-0042" not in value for value in headers.values())
+
+
+def test_published_alerts_feed_the_latency_histogram(processor: ResultProcessor) -> None:
+    (send,) = processor.handle(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
+    processor.published(send, origin(1))
+    assert metric(processor, "monitor_result_to_alert_seconds_count") == 1
+    assert (
+        metric(
+            processor,
+            "monitor_alerts_total",
+            condition="neutropenia",
+            event="new",
+            severity="critical",
+        )
+        == 1
+    )
+
+
+def test_cached_state_is_not_used_once_the_table_changed_under_it() -> None:
+    table: dict[bytes, bytes] = {}
+    first = ResultProcessor(SETTINGS, Metrics(), table, clock=lambda: NOW)
+    other = ResultProcessor(SETTINGS, Metrics(), table, clock=lambda: NOW)
+    first.handle(raw("r1", 0, neutrophils=1.6), b"MRN-0042", origin(1))
+    # Another worker owned the partition for a while (a rebalance) and moved the patient on.
+    other.handle(raw("r2", 24, neutrophils=0.8), b"MRN-0042", origin(2))
+    (alert,) = first.handle(raw("r3", 48, neutrophils=0.3), b"MRN-0042", origin(3))
+    assert (alert.alert_labels, json.loads(alert.value or b"")["previous_grade"]) == (
+        ("neutropenia", "worsened", "critical"),
+        3,
+    )
+
+
+def test_state_cache_is_bounded() -> None:
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW, state_cache_size=3)
+    for i in range(10):
+        value = cbc(f"r{i}", 0, patient_id=f"P{i}", neutrophils=3.0).model_dump_json().encode()
+        processor.handle(value, f"P{i}".encode(), origin(i))
+    assert len(processor._states) == 3
+
+
+def test_a_message_redelivered_before_its_state_was_written_alerts_again(
+    processor: ResultProcessor,
+) -> None:
+    processor.handle(raw("r0", 0, neutrophils=3.0), b"MRN-0042", origin(0))
+    stored = processor.table[b"MRN-0042"]
+    # The worker died after planning (its alert never acknowledged) and before the write.
+    value = raw("r1", 24, neutrophils=0.4)
+    first = processor.plan(value, b"MRN-0042", origin(1))
+    assert first.write is not None
+    assert first.sends
+    assert processor.table[b"MRN-0042"] == stored
+    again = processor.plan(value, b"MRN-0042", origin(1))
+    assert [s.value for s in again.sends] == [s.value for s in first.sends]
+    processor.write(again)
+    # Once written, the same message is a duplicate and alerts nothing more.
+    assert processor.plan(value, b"MRN-0042", origin(1)).sends == []
