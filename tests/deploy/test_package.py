@@ -37,3 +37,45 @@ def test_the_wheel_ships_the_dashboard_files_and_the_command(tmp_path: Path) -> 
         assert f"monitor/dashboard/static/{name}" in names, f"{name} is not in the wheel"
     assert "cbc-monitor = monitor.cli:main" in scripts
     assert not any(n.startswith("tests/") for n in names), "tests must not be installed"
+
+
+def test_every_layer_and_the_entry_points_work_from_the_unpacked_wheel(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    with zipfile.ZipFile(build_wheel(tmp_path)) as wheel:
+        names = set(wheel.namelist())
+        wheel.extractall(site)
+    for package in sorted((ROOT / "monitor").glob("*/__init__.py")):
+        wanted = package.relative_to(ROOT).as_posix()
+        assert wanted in names, f"{wanted} is not in the wheel"
+    # The unpacked wheel comes first on the path, ahead of the editable install of the tree.
+    script = (
+        "import sys, monitor, monitor.dashboard.routes as r\n"
+        f"assert monitor.__file__.startswith({str(site)!r}), monitor.__file__\n"
+        "assert set(r.load_static()) == set(r.STATIC_TYPES)\n"
+        "from monitor.cli import main\n"
+        "sys.argv = ['cbc-monitor', '--help']\n"
+        "main()\n"
+    )
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    cli = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "worker" in cli.stdout and "replay" in cli.stdout
+    bench = subprocess.run(
+        [sys.executable, "-m", "monitor.bench", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "measured figures" in bench.stdout

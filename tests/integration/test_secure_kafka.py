@@ -1,8 +1,8 @@
 """Every Kafka client over TLS (and SASL) against an embedded broker of the test's own.
 
-Tansu 0.6.0 cannot serve TLS itself (monitor/local/broker.py explains), so ``EmbeddedBroker(tls=...)``
-puts a TLS front before it and advertises only that: every byte a client exchanges with the
-broker goes through TLS. Its SASL (``--authentication``) works, but no SCRAM user can be
+Tansu 0.6.0 cannot serve TLS itself (monitor/local/broker.py explains), so
+``EmbeddedBroker(tls=...)`` puts a TLS front before it and advertises only that: every byte a
+client exchanges with the broker goes through TLS. Its SASL (``--authentication``) works, but no SCRAM user can be
 created on it, so only refusals are tested here (docs/secure-kafka.md).
 """
 
@@ -31,7 +31,7 @@ from monitor.settings import MonitorSettings
 from monitor.stream.replay import replay_values
 from tests.builders import cbc
 from tests.integration.isolation import isolated_env
-from tests.unit.test_kafka_security import Pki, make_pki
+from tests.unit.kafka.test_security import Pki, make_pki
 
 pytestmark = pytest.mark.integration
 
