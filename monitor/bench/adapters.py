@@ -12,7 +12,8 @@ from typing import Any
 from monitor.adapters.fhir import parse_fhir
 from monitor.adapters.hl7v2 import parse_oru
 from monitor.clinical.model import parse_result
-from monitor.sim.cohort import CohortSpec, clean_results, simulate_cohort
+from monitor.sim.checks import clean_results
+from monitor.sim.cohort import CohortSpec, simulate_cohort
 from monitor.sim.encodings import to_fhir, to_hl7v2
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from monitor.clinical.detector import Detector
 from monitor.clinical.history import PatientState, raw_fingerprint
 from monitor.clinical.model import parse_result
-from monitor.sim.cohort import CohortSpec, SimMessage, simulate_cohort
+from monitor.sim.cohort import CohortSpec, simulate_cohort
+from monitor.sim.messages import SimMessage
 
 
 def cohort_values(patients: int = 400, seed: int = 11) -> list[bytes]:

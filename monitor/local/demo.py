@@ -32,7 +32,8 @@ from monitor.kafka.topics import create_topics
 from monitor.local.broker import EmbeddedBroker
 from monitor.local.processes import WorkerProcess
 from monitor.settings import MonitorSettings
-from monitor.sim.cohort import TOPICS, CohortSpec, SimMessage, simulate_cohort
+from monitor.sim.cohort import CohortSpec, simulate_cohort
+from monitor.sim.messages import TOPICS, SimMessage
 from monitor.stream.replay import replay_messages, topic_names
 
 FEBRILE_NEUTROPENIA = "febrile_neutropenia"

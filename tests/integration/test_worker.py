@@ -40,7 +40,8 @@ from monitor.clinical.alert import Alert
 from monitor.kafka.clients import header
 from monitor.local.broker import EmbeddedBroker
 from monitor.local.processes import WorkerProcess
-from monitor.sim.cohort import CohortSpec, SimMessage, simulate_cohort
+from monitor.sim.cohort import CohortSpec, simulate_cohort
+from monitor.sim.messages import SimMessage
 from monitor.stream.replay import replay_values
 from tests.builders import cbc
 from tests.integration.isolation import isolated_env

@@ -17,15 +17,10 @@ from typing import Any
 import pytest
 
 from monitor.clinical.context import Treatment, VitalSign
-from monitor.sim.cohort import (
-    MALFORMED_VARIANTS,
-    CohortSpec,
-    SimMessage,
-    check_message,
-    clean_results,
-    simulate_cohort,
-    summary,
-)
+from monitor.sim.checks import check_message, clean_results, summary
+from monitor.sim.cohort import CohortSpec, simulate_cohort
+from monitor.sim.messages import SimMessage
+from monitor.sim.rendering import MALFORMED_VARIANTS
 
 Result = dict[str, Any]
 

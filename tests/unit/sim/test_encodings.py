@@ -24,8 +24,10 @@ from monitor.clinical.analytes import Analyte
 from monitor.clinical.history import entry_from_result
 from monitor.clinical.model import CBCResult
 from monitor.clinical.units import UNITS, factor, to_canonical
-from monitor.sim.cohort import CohortSpec, SimMessage, clean_results, simulate_cohort
+from monitor.sim.checks import clean_results
+from monitor.sim.cohort import CohortSpec, simulate_cohort
 from monitor.sim.encodings import LOINC_OF, UCUM_OF, loinc_code, to_fhir, to_hl7v2, ucum
+from monitor.sim.messages import SimMessage
 
 Result = dict[str, Any]
 Encoder = Callable[..., bytes]

@@ -10,7 +10,8 @@ import pytest
 
 from monitor.clinical.alert import Alert
 from monitor.settings import MonitorSettings
-from monitor.sim.cohort import CohortSpec, SimMessage, simulate_cohort
+from monitor.sim.cohort import CohortSpec, simulate_cohort
+from monitor.sim.messages import SimMessage
 from monitor.stream.replay import ReplayReport, replay_messages, replay_values, topic_names
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
