@@ -67,7 +67,8 @@ def test_every_layer_and_the_entry_points_work_from_the_unpacked_wheel(tmp_path:
         check=False,
     )
     assert cli.returncode == 0, cli.stderr
-    assert "worker" in cli.stdout and "replay" in cli.stdout
+    assert "worker" in cli.stdout
+    assert "replay" in cli.stdout
     bench = subprocess.run(
         [sys.executable, "-m", "monitor.bench", "--help"],
         cwd=tmp_path,
