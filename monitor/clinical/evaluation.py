@@ -1,0 +1,273 @@
+"""Condition evaluation: the grade a patient's history supports for each condition right now.
+
+Pure: no I/O, no clock. A single-analyte condition is graded on the latest alertable result
+carrying its analyte, against the lower limit of normal (LLN) that applies and where that limit
+came from (patient override, lab, or the sex-specific default); anemia falls back from
+hemoglobin to the red cell count. Pancytopenia is judged on the latest value of each cell line
+within a window; febrile neutropenia is a low absolute neutrophil count (ANC) with a fever close
+in time. Also here: which rises a recent transfusion explains (for the delta check), and the
+patient's baseline (last normal value) of an analyte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from monitor.clinical.alert import LlnSource
+from monitor.clinical.analytes import CONDITION_OF, PANCYTOPENIA_LINES, Analyte, Condition, Sex
+from monitor.clinical.context import FEBRILE_ANC_BELOW, FEBRILE_NEUTROPENIA_GRADE, has_fever
+from monitor.clinical.grading import CTCAE, CtcaeVersion, GradeScale, grade_with_scale
+from monitor.clinical.history import Entry, PatientState, Reading
+from monitor.clinical.units import from_canonical, to_canonical
+
+DAY_S = 86_400.0
+HOUR_S = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Graded:
+    """A condition's grade as evaluated from one result (or, for pancytopenia, three lines)."""
+
+    grade: int
+    entry: Entry
+    analyte: Analyte | None
+    reading: Reading | None
+    lln: float | None  # canonical
+    lln_source: LlnSource | None
+    lines: dict[str, Graded] | None = None
+    temperature: float | None = None
+
+
+CONDITION_ANALYTES: dict[Condition, frozenset[Analyte]] = {
+    Condition.ANEMIA: frozenset({Analyte.HEMOGLOBIN, Analyte.RBC}),
+    Condition.LEUKOPENIA: frozenset({Analyte.WBC}),
+    Condition.NEUTROPENIA: frozenset({Analyte.NEUTROPHILS}),
+    Condition.LYMPHOPENIA: frozenset({Analyte.LYMPHOCYTES}),
+    Condition.THROMBOCYTOPENIA: frozenset({Analyte.PLATELETS}),
+    Condition.PANCYTOPENIA: frozenset(
+        {Analyte.HEMOGLOBIN, Analyte.RBC, Analyte.WBC, Analyte.PLATELETS}
+    ),
+    Condition.FEBRILE_NEUTROPENIA: frozenset({Analyte.NEUTROPHILS}),
+}
+# What a transfusion is expected to raise within a day (CLINICAL.md s.4, delta checks).
+_TRANSFUSION_RAISES: dict[str, frozenset[Analyte]] = {
+    "rbc_transfusion": frozenset({Analyte.HEMOGLOBIN, Analyte.MCV}),
+    "platelet_transfusion": frozenset({Analyte.PLATELETS}),
+}
+_ANALYTE_OF: dict[Condition, Analyte] = {c: a for a, c in CONDITION_OF.items()}
+_LINES: tuple[tuple[str, frozenset[Analyte]], ...] = tuple(
+    zip(
+        ("red", "white", "platelets"), (frozenset(line) for line in PANCYTOPENIA_LINES), strict=True
+    )
+)
+_PANCY_ANALYTES = CONDITION_ANALYTES[Condition.PANCYTOPENIA]
+
+
+class Evaluator:
+    """Grades conditions on a patient's history, with the configured scales, limits and windows.
+
+    Grades of (result id, analyte) are memoised within one message: pancytopenia re-reads the
+    lines the single-analyte conditions just graded. Call ``forget`` at the start of every
+    message, so the memo is never stale.
+    """
+
+    def __init__(
+        self,
+        *,
+        ctcae_version: CtcaeVersion,
+        default_lln: Mapping[Analyte, Mapping[Sex, float]],
+        pancytopenia_window_hours: float,
+        febrile_window_hours: float,
+        transfusion_explains_hours: float,
+    ) -> None:
+        self._scales: dict[Analyte, GradeScale | None] = CTCAE[ctcae_version]
+        self._default_lln = default_lln
+        self._pancy_window_s = pancytopenia_window_hours * HOUR_S
+        self._febrile_window_s = febrile_window_hours * HOUR_S
+        self._transfusion_s = transfusion_explains_hours * HOUR_S
+        self._memo: dict[tuple[str, Analyte], Graded | None] = {}
+
+    def forget(self) -> None:
+        """Drop the grades memoised for the previous message."""
+        self._memo.clear()
+
+    def evaluate(self, state: PatientState, condition: Condition) -> Graded | None:
+        if condition is Condition.PANCYTOPENIA:
+            return self._evaluate_pancytopenia(state)
+        if condition is Condition.FEBRILE_NEUTROPENIA:
+            return self._evaluate_febrile_neutropenia(state)
+        analytes = CONDITION_ANALYTES[condition]
+        for entry in reversed(state.history):
+            if entry.alertable and not analytes.isdisjoint(entry.readings):
+                if condition is Condition.ANEMIA:
+                    return self._grade_red_line(state, entry)
+                return self._grade_reading(state, entry, _ANALYTE_OF[condition])
+        return None
+
+    def _evaluate_febrile_neutropenia(self, state: PatientState) -> Graded | None:
+        """On the latest ANC: below 1.0 with a fever close in time is grade 3, else none."""
+        for entry in reversed(state.history):
+            reading = entry.readings.get(Analyte.NEUTROPHILS)
+            if reading is None or not entry.alertable:
+                continue
+            if reading.value >= FEBRILE_ANC_BELOW:
+                return Graded(0, entry, Analyte.NEUTROPHILS, reading, None, None)
+            near = [
+                (at, celsius)
+                for at, celsius, _ in state.temperatures
+                if abs(at - entry.collected_at) <= self._febrile_window_s
+            ]
+            fever = has_fever(near)
+            grade_ = FEBRILE_NEUTROPENIA_GRADE if fever is not None else 0
+            return Graded(
+                grade_, entry, Analyte.NEUTROPHILS, reading, None, None, temperature=fever
+            )
+        return None
+
+    def explained_rises(self, state: PatientState, entry: Entry) -> frozenset[Analyte]:
+        """Analytes a transfusion shortly before this specimen is expected to have raised."""
+        explained: set[Analyte] = set()
+        for given_at, kind, _ in state.doses:
+            if 0 <= entry.collected_at - given_at <= self._transfusion_s:
+                explained |= _TRANSFUSION_RAISES.get(kind, frozenset())
+        return frozenset(explained)
+
+    def _evaluate_pancytopenia(self, state: PatientState) -> Graded | None:
+        """Pancytopenia as of the latest window in which all three lines can be judged.
+
+        A window ends at a result carrying a line and reaches back ``pancytopenia_window_hours``;
+        each line is judged on its latest value inside it. When the newest window lacks a line
+        (partial panels), the latest earlier window that has all three decides, so the answer
+        depends on the history alone, never on the order the results arrived in.
+        """
+        history = state.history
+        for anchor in range(len(history) - 1, -1, -1):
+            entry = history[anchor]
+            if entry.alertable and not _PANCY_ANALYTES.isdisjoint(entry.readings):
+                graded = self._pancytopenia_window(state, anchor)
+                if graded is not None:
+                    return graded
+        return None
+
+    def _pancytopenia_window(self, state: PatientState, anchor: int) -> Graded | None:
+        history = state.history
+        window_start = history[anchor].collected_at - self._pancy_window_s
+        found: dict[str, Graded | None] = {}
+        for i in range(anchor, -1, -1):
+            entry = history[i]
+            if entry.collected_at < window_start:
+                break
+            if not entry.alertable:
+                continue
+            for name, line in _LINES:
+                if name in found or line.isdisjoint(entry.readings):
+                    continue
+                if name == "red":
+                    found[name] = self._grade_red_line(state, entry)
+                else:
+                    found[name] = self._grade_reading(state, entry, next(iter(line)))
+            if len(found) == len(_LINES):
+                break
+        known = {name: g for name, g in found.items() if g is not None}
+        grades = [g.grade for g in known.values()]
+        if not grades or (min(grades) >= 1 and len(known) < len(_LINES)):
+            return None  # a line is missing from the window: cannot tell
+        # All three lines low: the worst of the three grades; any line normal: grade 0.
+        return Graded(
+            grade=max(grades) if min(grades) >= 1 else 0,
+            entry=max((g.entry for g in known.values()), key=lambda e: e.sort_key),
+            analyte=None,
+            reading=None,
+            lln=None,
+            lln_source=None,
+            lines=known,
+        )
+
+    def _grade_red_line(self, state: PatientState, entry: Entry) -> Graded | None:
+        if Analyte.HEMOGLOBIN in entry.readings:
+            return self._grade_reading(state, entry, Analyte.HEMOGLOBIN)
+        # No hemoglobin sent: anemia is a red cell count below its limit (grade 1), else none.
+        reading = entry.readings[Analyte.RBC]
+        lln, source = lower_limit(state, entry, Analyte.RBC, reading, self._default_lln)
+        if lln is None:
+            return None
+        grade_ = 1 if reading.value < lln else 0
+        return Graded(grade_, entry, Analyte.RBC, reading, lln, source)
+
+    def _grade_reading(self, state: PatientState, entry: Entry, analyte: Analyte) -> Graded | None:
+        key = (entry.result_id, analyte)
+        if key in self._memo:
+            return self._memo[key]
+        graded = self._grade_reading_uncached(state, entry, analyte)
+        self._memo[key] = graded
+        return graded
+
+    def _grade_reading_uncached(
+        self, state: PatientState, entry: Entry, analyte: Analyte
+    ) -> Graded | None:
+        scale = self._scales.get(analyte)
+        reading = entry.readings.get(analyte)
+        if scale is None or reading is None:
+            return None
+        lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
+        lln_in_unit: float | None = None
+        if lln is not None:
+            lln_in_unit = (
+                reading.lln if source == "lab" else from_canonical(analyte, lln, reading.unit)
+            )
+        grade_ = grade_with_scale(scale, analyte, reading.raw, reading.unit, lln_in_unit)
+        if grade_ is None:
+            return None
+        return Graded(grade_, entry, analyte, reading, lln, source)
+
+
+def lower_limit(
+    state: PatientState,
+    entry: Entry,
+    analyte: Analyte,
+    reading: Reading,
+    default_lln: Mapping[Analyte, Mapping[Sex, float]],
+) -> tuple[float | None, LlnSource | None]:
+    """The lower limit that applies, canonical: patient override, then lab, then default."""
+    override = state.lln_overrides.get(analyte)
+    if override is not None:
+        return override, "patient"
+    if reading.lln is not None:
+        return to_canonical(analyte, reading.lln, reading.unit), "lab"
+    limits = default_lln.get(analyte)
+    if limits is None:
+        return None, None
+    sex = entry.sex or _known_sex(state)
+    if sex == Sex.MALE:
+        return limits[Sex.MALE], "default-male"
+    if sex == Sex.FEMALE:
+        return limits[Sex.FEMALE], "default-female"
+    # Unknown sex: the lower of the two limits, and the alert says so.
+    return min(limits.values()), "default-unknown-sex"
+
+
+def baseline_of(
+    state: PatientState,
+    entry: Entry,
+    analyte: Analyte,
+    default_lln: Mapping[Analyte, Mapping[Sex, float]],
+) -> float | None:
+    """The patient's last normal value of ``analyte`` before ``entry`` (canonical unit)."""
+    for previous in reversed(state.history):
+        if previous.sort_key >= entry.sort_key or not previous.alertable:
+            continue
+        reading = previous.readings.get(analyte)
+        if reading is None:
+            continue
+        lln, _ = lower_limit(state, previous, analyte, reading, default_lln)
+        if lln is not None and reading.value >= lln:
+            return reading.value
+    return None
+
+
+def _known_sex(state: PatientState) -> str | None:
+    for entry in reversed(state.history):
+        if entry.sex is not None:
+            return entry.sex
+    return None
