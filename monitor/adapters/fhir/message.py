@@ -1,0 +1,211 @@
+"""FHIR R4 message traversal: an Observation, a DiagnosticReport (results contained or
+referenced, panels expanded through ``hasMember``) or a Bundle of them, read into Observation
+rows, and the rows of one specimen merged into one canonical CBC result.
+
+Rules (see the adapter brief and CLINICAL.md section 3):
+
+- Bundle types read: transaction, batch, collection, message, searchset, document.
+- Observations of one specimen merge into one result (see ``observation`` for the specimen
+  id); of two rows of one analyte the most settled is kept, and the result gets the least
+  settled status.
+- ``partial`` is set on results that may lack components: lone Observations, Observations no
+  report in the message lists, and reports whose results are not all present, whose status is
+  ``partial``/``registered``, or whose code is not a CBC panel (LOINC 58410-2, 57021-8): a
+  second report for the same specimen (a manual differential) must merge, not replace.
+
+Error messages name elements and positions (``entry[3].resource``), never values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from monitor.adapters.errors import AdapterError
+from monitor.adapters.fhir.observation import (
+    OBSERVATION_STATUS,
+    RESULT_RANK,
+    Report,
+    Row,
+    read_observation,
+)
+from monitor.adapters.fhir.references import Located, contained_scope, lookup
+from monitor.adapters.fhir.resources import (
+    LOINC_SYSTEM,
+    Bundle,
+    CodeableConcept,
+    DiagnosticReport,
+    Observation,
+    Reference,
+    load,
+)
+from monitor.adapters.loinc import CBC_PANELS
+from monitor.clinical.analytes import Analyte
+from monitor.clinical.model import CBCResult, describe_validation_error
+
+__all__ = ["BUNDLE_TYPES", "parse_fhir"]
+
+BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "message", "searchset", "document"})
+
+# DiagnosticReport.status (R4) -> canonical status; None means the report is skipped.
+_REPORT_STATUS: dict[str, str | None] = {
+    **OBSERVATION_STATUS,
+    "partial": "preliminary",
+    "appended": "corrected",
+}
+_REPORT_INCOMPLETE = frozenset({"partial", "registered"})
+
+# Which of two rows of one analyte is kept: the most settled wins.
+_KEEP_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
+
+
+@dataclass(slots=True)
+class _Group:
+    rows: dict[Analyte, Row] = field(default_factory=dict)
+    first: Row | None = None
+    complete: bool = False
+
+
+def parse_fhir(raw: bytes, *, local_codes: Mapping[str, Analyte] | None = None) -> list[CBCResult]:
+    """The CBC results in one FHIR R4 JSON resource; raises AdapterError.
+
+    ``local_codes`` maps a site's own codes (of any coding system) to analytes.
+    """
+    message = load(raw)
+    index: dict[str, Located] = {}
+    observations: list[Located] = []
+    reports: list[Located] = []
+    if isinstance(message, Bundle):
+        if message.type is None:
+            raise AdapterError("Bundle.type: missing")
+        if message.type not in BUNDLE_TYPES:
+            raise AdapterError("Bundle.type: not a bundle type this adapter reads")
+        for i, entry in enumerate(message.entry):
+            if entry.resource is None:
+                continue
+            located = Located(entry.resource, f"entry[{i}].resource", contained=False)
+            if entry.full_url:
+                index[entry.full_url] = located
+            if entry.resource.id:
+                index.setdefault(f"{entry.resource.resource_type}/{entry.resource.id}", located)
+            if isinstance(entry.resource, Observation):
+                observations.append(located)
+            elif isinstance(entry.resource, DiagnosticReport):
+                reports.append(located)
+    elif isinstance(message, Observation):
+        observations.append(Located(message, "Observation", contained=False))
+    elif isinstance(message, DiagnosticReport):
+        reports.append(Located(message, "DiagnosticReport", contained=False))
+    else:
+        raise AdapterError("resourceType: not an Observation, DiagnosticReport or Bundle")
+
+    rows: list[Row] = []
+    listed: set[int] = set()  # Observations some report lists (by identity)
+    for located in reports:
+        report = _read_report(located)
+        members, missing = _report_observations(report, index)
+        listed.update(id(m.resource) for m in members)
+        if report.status is None:
+            continue
+        report.complete = report.complete and not missing
+        for member in members:
+            scope = report.scope if member.contained else {}
+            row = read_observation(member, scope, index, local_codes, report)
+            if row is not None:
+                rows.append(row)
+    for located in observations:
+        if id(located.resource) in listed:
+            continue
+        row = read_observation(located, {}, index, local_codes, None)
+        if row is not None:
+            rows.append(row)
+    results = _merge(rows)
+    if not results:
+        raise AdapterError("message: no usable CBC observation")
+    return results
+
+
+def _read_report(located: Located) -> Report:
+    report = located.resource
+    assert isinstance(report, DiagnosticReport)
+    if report.status is None:
+        raise AdapterError(f"{located.where}: status missing")
+    if report.status not in _REPORT_STATUS:
+        raise AdapterError(f"{located.where}: status is not a DiagnosticReport status")
+    return Report(
+        report,
+        located.where,
+        contained_scope(report, located.where, {}),
+        _REPORT_STATUS[report.status],
+        complete=report.status not in _REPORT_INCOMPLETE and _is_cbc_panel(report.code),
+    )
+
+
+def _is_cbc_panel(code: CodeableConcept | None) -> bool:
+    """A report coded as a CBC panel is the whole count; any other report (a separate manual
+    differential, say) may be one of several for its specimen, so its results merge."""
+    codings = code.coding if code is not None else []
+    return any(c.system == LOINC_SYSTEM and c.code in CBC_PANELS for c in codings)
+
+
+def _report_observations(
+    report: Report, index: Mapping[str, Located]
+) -> tuple[list[Located], bool]:
+    """The Observations a report lists (panels expanded through hasMember), and whether any
+    listed one is absent from the message."""
+    if not report.resource.result:
+        contained = [c for c in report.scope.values() if isinstance(c.resource, Observation)]
+        return contained, False
+    found: list[Located] = []
+    seen: set[int] = set()
+    missing = False
+    pending: list[Reference] = list(report.resource.result)
+    while pending:
+        reference = pending.pop(0)
+        target = lookup(reference.reference, report.scope, index) if reference.reference else None
+        if target is None:
+            missing = True
+            continue
+        if not isinstance(target.resource, Observation) or id(target.resource) in seen:
+            continue
+        seen.add(id(target.resource))
+        found.append(target)
+        pending.extend(target.resource.has_member)
+    return found, missing
+
+
+def _merge(rows: list[Row]) -> list[CBCResult]:
+    groups: dict[str, _Group] = {}
+    for row in rows:
+        group = groups.setdefault(row.result_id, _Group())
+        if group.first is None:
+            group.first = row
+        elif row.patient_id != group.first.patient_id:
+            raise AdapterError(
+                f"{row.where}: subject differs from another observation of its specimen"
+            )
+        group.complete = group.complete or row.complete
+        kept = group.rows.get(row.analyte)
+        if kept is None or _KEEP_RANK[row.status] > _KEEP_RANK[kept.status]:
+            group.rows[row.analyte] = row
+    results: list[CBCResult] = []
+    for result_id, group in groups.items():
+        assert group.first is not None
+        members = list(group.rows.values())
+        document: dict[str, Any] = {
+            "result_id": result_id,
+            "patient_id": group.first.patient_id,
+            "collected_at": min(r.collected_at for r in members),
+            "status": max((r.status for r in members), key=RESULT_RANK.__getitem__),
+            "sex": next((r.sex for r in members if r.sex is not None), None),
+            "components": {r.analyte.value: r.component for r in members},
+            "partial": not group.complete,
+        }
+        try:
+            results.append(CBCResult.model_validate(document))
+        except ValidationError as exc:
+            raise AdapterError(f"{group.first.where}: {describe_validation_error(exc)}") from None
+    return results

@@ -1,0 +1,340 @@
+"""The FHIR R4 Observation reader: one Observation to one CBC component (``read_observation``)
+with its value, unit, reference range, status, effective time, subject and specimen, in the
+context of the DiagnosticReport that lists it, if any.
+
+Rules (see the adapter brief and CLINICAL.md section 3):
+
+- A component is an Observation with a LOINC coding that ``loinc.resolve`` maps to an analyte
+  (or any coding found in ``local_codes``) and a ``valueQuantity``. The unit is the UCUM ``code``
+  when ``system`` is UCUM, else ``unit``. Other Observations are ignored; an Observation without
+  a value (``dataAbsentReason``) is skipped; a code that disagrees with its unit or name is an
+  error. A value below a limit (``comparator`` ``<``) is read as just below it
+  (``errors.censored_value``), so it is neither understated nor lost.
+- ``referenceRange[0].low`` is the lower limit when its unit is an equivalent spelling of the
+  value's unit, or absent.
+- The subject and effective time are the Observation's, else its report's.
+- The specimen id (the ``result_id``) is ``specimen``, else the report's specimen, identifier
+  or id, else a hash of subject and collection time, so that Observations of one draw sent one
+  at a time get the same ``result_id``.
+
+Error messages name elements and positions (``entry[3].resource``), never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.adapters.errors import AdapterError, censored_value
+from monitor.adapters.fhir.references import TYPE_ID, Located, Scope, contained_scope, lookup
+from monitor.adapters.fhir.resources import (
+    LOINC_SYSTEM,
+    UCUM_SYSTEM,
+    CodeableConcept,
+    Coding,
+    DiagnosticReport,
+    Observation,
+    Patient,
+    Quantity,
+    Reference,
+    Specimen,
+)
+from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
+from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.units import UnknownUnitError, factor
+
+__all__ = ["OBSERVATION_STATUS", "RESULT_RANK", "Report", "Row", "read_observation"]
+
+# Observation.status (R4) -> canonical status; None means skipped.
+OBSERVATION_STATUS: dict[str, str | None] = {
+    "final": "final",
+    "amended": "corrected",
+    "corrected": "corrected",
+    "preliminary": "preliminary",
+    "registered": "preliminary",
+    "unknown": "preliminary",
+    "cancelled": None,
+    "entered-in-error": None,
+}
+
+# Which status a merged result gets: the least settled wins.
+RESULT_RANK = {"final": 0, "corrected": 1, "preliminary": 2}
+
+_GENDER = {"female": Sex.FEMALE, "male": Sex.MALE}
+
+# A FHIR dateTime: a date, optionally a time, and (required with a time) a zone. Seconds are
+# optional here although R4 requires them; feeds drop them.
+_DATETIME = re.compile(
+    r"^(?P<date>\d{4}(-\d{2}(-\d{2})?)?)"
+    r"(?:T(?P<time>\d{2}:\d{2}(:\d{2}(?P<frac>\.\d+)?)?)(?P<zone>Z|[+-]\d{2}:\d{2})?)?$"
+)
+
+
+@dataclass(slots=True)
+class Report:
+    """The DiagnosticReport an Observation is listed in, as read by ``message``."""
+
+    resource: DiagnosticReport
+    where: str
+    scope: Scope
+    status: str | None  # None: cancelled or entered in error, so skipped with its results
+    complete: bool
+
+
+@dataclass(slots=True)
+class Row:
+    """One usable Observation, with the identity of the result it belongs to."""
+
+    analyte: Analyte
+    component: dict[str, Any]
+    status: str
+    where: str
+    result_id: str
+    patient_id: str
+    sex: Sex | None
+    collected_at: datetime
+    complete: bool  # belongs to a report that lists all its results
+
+
+def read_observation(
+    located: Located,
+    scope: Scope,
+    index: Mapping[str, Located],
+    local_codes: Mapping[str, Analyte] | None,
+    report: Report | None,
+) -> Row | None:
+    """One Observation as a CBC component, or None when it carries none (not a CBC code, a
+    skipped status, no value); raises AdapterError naming its position when it is inconsistent.
+
+    ``scope`` holds the resources contained in the report that lists it, ``index`` the message's
+    resources by ``fullUrl`` and ``Type/id``.
+    """
+    obs = located.resource
+    assert isinstance(obs, Observation)
+    where = located.where
+    if obs.status is None:
+        raise AdapterError(f"{where}: status missing")
+    if obs.status not in OBSERVATION_STATUS:
+        raise AdapterError(f"{where}: status is not an Observation status")
+    status = OBSERVATION_STATUS[obs.status]
+    if status is None or obs.code is None:
+        return None
+    candidates = list(_candidate_codings(obs.code, local_codes))
+    quantity = obs.value_quantity
+    if not candidates or quantity is None or quantity.value is None:
+        return None  # not a CBC component, or no value (dataAbsentReason)
+    unit = _unit(quantity)
+    if unit is None:
+        raise AdapterError(f"{where}: valueQuantity has no unit")
+    analyte = _analyte(candidates, obs.code, unit, local_codes, where)
+    value = censored_value(quantity.comparator, quantity.value)
+    component: dict[str, Any] = {"value": value, "unit": unit}
+    lln = _lln(obs, analyte, unit)
+    if lln is not None:
+        component["lln"] = lln
+
+    if obs.contained:
+        scope = contained_scope(obs, where, scope)
+    if obs.subject is not None or report is None:
+        patient_id, sex = _patient(obs.subject, scope, index, where)
+    else:
+        patient_id, sex = _patient(report.resource.subject, report.scope, index, report.where)
+    collected_at = _effective(obs, where)
+    if collected_at is None and report is not None:
+        collected_at = _effective(report.resource, report.where)
+    if collected_at is None:
+        raise AdapterError(f"{where}: effective[x] missing")
+    result_id = _result_id(obs, scope, index, report) or _derived_id(patient_id, collected_at)
+    statuses = [status] if report is None or report.status is None else [status, report.status]
+    return Row(
+        analyte=analyte,
+        component=component,
+        status=max(statuses, key=RESULT_RANK.__getitem__),
+        where=where,
+        result_id=result_id,
+        patient_id=patient_id,
+        sex=sex,
+        collected_at=collected_at,
+        complete=report is not None and report.complete,
+    )
+
+
+def _candidate_codings(
+    code: CodeableConcept, local_codes: Mapping[str, Analyte] | None
+) -> Iterator[Coding]:
+    """Codings that may name a CBC component: LOINC ones first, then the site's own."""
+    local = local_codes or {}
+    for coding in code.coding:
+        if coding.system == LOINC_SYSTEM and (coding.code in LOINC or coding.code in local):
+            yield coding
+    for coding in code.coding:
+        if coding.system != LOINC_SYSTEM and coding.code in local:
+            yield coding
+
+
+def _analyte(
+    candidates: list[Coding],
+    code: CodeableConcept,
+    unit: str,
+    local_codes: Mapping[str, Analyte] | None,
+    where: str,
+) -> Analyte:
+    analytes: set[Analyte] = set()
+    first: Analyte | None = None
+    for coding in candidates:
+        assert coding.code is not None
+        try:
+            analyte = resolve(coding.code, unit, coding.display or code.text, local_codes)
+        except CodeMismatchError as exc:
+            raise AdapterError(f"{where}: {exc}") from None
+        if analyte is not None:
+            analytes.add(analyte)
+            first = first or analyte
+    if first is None:  # pragma: no cover - every candidate is a known code
+        raise AdapterError(f"{where}: code.coding names no CBC component")
+    if len(analytes) > 1:
+        raise AdapterError(f"{where}: code.coding names different analytes")
+    return first
+
+
+def _unit(quantity: Quantity) -> str | None:
+    if quantity.system == UCUM_SYSTEM and quantity.code:
+        return quantity.code
+    return quantity.unit or None
+
+
+def _lln(obs: Observation, analyte: Analyte, unit: str) -> float | None:
+    if not obs.reference_range:
+        return None
+    low = obs.reference_range[0].low
+    if low is None or low.value is None or low.comparator is not None:
+        return None
+    low_unit = _unit(low)
+    if low_unit is None or low_unit == unit:
+        return low.value
+    try:
+        same = factor(analyte, low_unit) == factor(analyte, unit)
+    except UnknownUnitError:
+        return None
+    return low.value if same else None
+
+
+def _patient(
+    subject: Reference | None, scope: Scope, index: Mapping[str, Located], where: str
+) -> tuple[str, Sex | None]:
+    """The patient id and, when the Patient is in the message, the sex."""
+    if subject is None:
+        raise AdapterError(f"{where}: subject missing")
+    by_identifier = subject.identifier.value if subject.identifier else None
+    if not subject.reference:
+        if by_identifier:
+            return by_identifier, None
+        raise AdapterError(f"{where}: subject has neither reference nor identifier")
+    target = lookup(subject.reference, scope, index)
+    tail = TYPE_ID.search(subject.reference)
+    if (target is not None and not isinstance(target.resource, Patient)) or (
+        tail is not None and tail[1] != "Patient"
+    ):
+        raise AdapterError(f"{where}: subject is not a Patient")
+    patient = target.resource if target is not None else None
+    assert patient is None or isinstance(patient, Patient)
+    sex = _GENDER.get(patient.gender or "") if patient is not None else None
+    if tail is not None:  # Patient/<id>
+        return tail[2], sex
+    if patient is not None and target is not None:  # '#id' or 'urn:uuid:...' in the message
+        if not target.contained and patient.id:
+            return patient.id, sex
+        patient_id = _patient_identifier(patient)
+        if patient_id is not None:
+            return patient_id, sex
+    if by_identifier:
+        return by_identifier, sex
+    raise AdapterError(f"{where}: subject names no patient id")
+
+
+def _patient_identifier(patient: Patient) -> str | None:
+    """The medical record number (identifier of type MR) if there is one, else the first."""
+    for identifier in patient.identifier:
+        codes = identifier.type.coding if identifier.type else []
+        if identifier.value and any(c.code == "MR" for c in codes):
+            return identifier.value
+    return next((i.value for i in patient.identifier if i.value), None)
+
+
+def _effective(resource: Observation | DiagnosticReport, where: str) -> datetime | None:
+    if resource.effective_date_time is not None:
+        return _datetime(resource.effective_date_time, f"{where}: effectiveDateTime")
+    if resource.effective_period is not None and resource.effective_period.start is not None:
+        return _datetime(resource.effective_period.start, f"{where}: effectivePeriod.start")
+    if isinstance(resource, Observation) and resource.effective_instant is not None:
+        return _datetime(resource.effective_instant, f"{where}: effectiveInstant")
+    return None
+
+
+def _datetime(text: str, element: str) -> datetime:
+    match = _DATETIME.match(text)
+    if match is None:
+        raise AdapterError(f"{element} is not a FHIR dateTime")
+    if match["time"] is None:
+        raise AdapterError(f"{element} has a date but no time of day")
+    if match["zone"] is None:
+        raise AdapterError(f"{element} has no time zone")
+    if len(match["date"]) != 10:
+        raise AdapterError(f"{element} is not a FHIR dateTime")
+    if match["frac"] and len(match["frac"]) > 7:  # Python reads at most microseconds
+        text = text.replace(match["frac"], match["frac"][:7], 1)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise AdapterError(f"{element} is not a valid date and time") from None
+
+
+def _result_id(
+    obs: Observation, scope: Scope, index: Mapping[str, Located], report: Report | None
+) -> str | None:
+    specimen = _specimen_id(obs.specimen, scope, index)
+    if specimen is not None or report is None:
+        return specimen
+    for reference in report.resource.specimen:
+        specimen = _specimen_id(reference, report.scope, index)
+        if specimen is not None:
+            return specimen
+    for identifier in report.resource.identifier:
+        if identifier.value:
+            return identifier.value
+    return report.resource.id
+
+
+def _specimen_id(
+    reference: Reference | None, scope: Scope, index: Mapping[str, Located]
+) -> str | None:
+    if reference is None:
+        return None
+    if reference.reference:
+        tail = TYPE_ID.search(reference.reference)
+        if tail is not None:  # Specimen/<id>
+            return tail[2]
+        target = lookup(reference.reference, scope, index)
+        if target is not None and isinstance(target.resource, Specimen):
+            specimen = target.resource
+            if not target.contained and specimen.id:
+                return specimen.id
+            if specimen.accession_identifier and specimen.accession_identifier.value:
+                return specimen.accession_identifier.value
+            value = next((i.value for i in specimen.identifier if i.value), None)
+            if value is not None:
+                return value
+    if reference.identifier and reference.identifier.value:
+        return reference.identifier.value
+    return None
+
+
+def _derived_id(patient_id: str, collected_at: datetime) -> str:
+    """A stable id for Observations of one draw sent without a specimen."""
+    instant = collected_at.astimezone(UTC).isoformat()
+    digest = hashlib.sha256(f"{patient_id}|{instant}".encode()).hexdigest()
+    return f"fhir-{digest[:20]}"
