@@ -31,7 +31,7 @@ from monitor.settings import MonitorSettings
 from monitor.stream.replay import replay_values
 from tests.builders import cbc
 from tests.integration.isolation import isolated_env
-from tests.unit.test_kafka_security import Pki, make_pki
+from tests.unit.kafka.test_security import Pki, make_pki
 
 pytestmark = pytest.mark.integration
 
