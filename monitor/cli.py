@@ -98,7 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the embedded Tansu broker in the foreground (Ctrl-C stops it)."""
-    from monitor.local.broker import run_foreground
+    from monitor.local.foreground import run_foreground
 
     print(f"embedded broker on 127.0.0.1:{args.port} (kafka://127.0.0.1:{args.port})", flush=True)
     return run_foreground(args.port)
