@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -27,6 +28,26 @@ ResultStatus = Literal["final", "corrected", "preliminary"]
 
 # An identifier is printable text of bounded length: large enough for any LIS accession number.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
+
+
+# A date without a time of day ("2026-11-20", "20261120", "2026-11"): too coarse to order a
+# patient's results or to tell whether it lies in the future, so refused with a reason saying so.
+_DATE_ONLY = re.compile(r"\d{4}(?:-?\d{2}(?:-?\d{2})?)?")
+
+
+def _timestamp_text(value: object) -> object:
+    """Refuse what pydantic would otherwise read too generously: a date alone (it would become
+    midnight) and a bare number (it would become seconds since 1970: ``"20261120"`` is 1970-08-23).
+    Raises ValueError with a reason that names no value."""
+    if isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()):
+        raise ValueError("a date without a time of day; a time and a zone offset are required")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a number, not an ISO 8601 date and time with a zone offset")
+    return value
+
+
+# An event's time: ISO 8601 with a time of day and a zone offset.
+EventTime = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
 
 class Component(BaseModel):
@@ -72,7 +93,7 @@ class CBCResult(BaseModel):
 
     result_id: Identifier
     patient_id: Identifier
-    collected_at: AwareDatetime
+    collected_at: EventTime
     status: ResultStatus = "final"
     sex: Sex | None = None
     components: dict[Analyte, Component] = Field(default_factory=dict)

@@ -204,7 +204,11 @@ def collection_time(obr: Segment, label: str, default_tz: tzinfo | None) -> date
     match = _DTM.fullmatch(text)
     if match is None:
         if _DATE_ONLY.fullmatch(text):
-            raise AdapterError(f"{label}: OBR-7 collection time is not precise to the minute")
+            digits = len(text.split("+")[0].split("-")[0])
+            what = "a date without a time of day" if digits <= 8 else "an hour without minutes"
+            raise AdapterError(
+                f"{label}: OBR-7 collection time is {what} (not precise to the minute)"
+            )
         raise AdapterError(f"{label}: OBR-7 collection time is not an HL7 date and time")
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
     if not sign and default_tz is None:

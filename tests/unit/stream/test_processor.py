@@ -24,7 +24,7 @@ def processor() -> ResultProcessor:
 
 
 def origin(offset: int = 0, topic: str = SETTINGS.results_topic) -> Origin:
-    return Origin(topic, 2, offset, 1_790_000_000.0)
+    return Origin(topic, 2, offset, NOW.timestamp())
 
 
 def raw(result_id: str, hours: float, **values: float) -> bytes:
