@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.analytes import Analyte, Sex, read_sex
 from monitor.clinical.units import is_known_unit
 
 ResultStatus = Literal["final", "corrected", "preliminary"]
@@ -44,6 +44,12 @@ def _timestamp_text(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError("a number, not an ISO 8601 date and time with a zone offset")
     return value
+
+
+def _sex_spelling(value: object) -> object:
+    """Any common spelling of sex (``"Male"``, ``"F"``, ``"unknown"``) as the canonical value;
+    a spelling that names no sex is unknown (None), never a reason to lose the result."""
+    return read_sex(value) if isinstance(value, str) else value
 
 
 # An event's time: ISO 8601 with a time of day and a zone offset.
@@ -95,7 +101,7 @@ class CBCResult(BaseModel):
     patient_id: Identifier
     collected_at: EventTime
     status: ResultStatus = "final"
-    sex: Sex | None = None
+    sex: Annotated[Sex | None, BeforeValidator(_sex_spelling)] = None
     components: dict[Analyte, Component] = Field(default_factory=dict)
     context: ResultContext = Field(default_factory=ResultContext)
     # Only some of the specimen's components (FHIR sends Observations one at a time): merged

@@ -44,7 +44,7 @@ from monitor.adapters.fhir.resources import (
     Specimen,
 )
 from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.analytes import Analyte, Sex, read_sex
 from monitor.clinical.units import UnknownUnitError, factor
 
 __all__ = ["OBSERVATION_STATUS", "RESULT_RANK", "Report", "Row", "read_observation"]
@@ -63,8 +63,6 @@ OBSERVATION_STATUS: dict[str, str | None] = {
 
 # Which status a merged result gets: the least settled wins.
 RESULT_RANK = {"final": 0, "corrected": 1, "preliminary": 2}
-
-_GENDER = {"female": Sex.FEMALE, "male": Sex.MALE}
 
 # A FHIR dateTime: a date, optionally a time, and (required with a time) a zone. Seconds are
 # optional here although R4 requires them; feeds drop them.
@@ -242,7 +240,7 @@ def _patient(
         raise AdapterError(f"{where}: subject is not a Patient")
     patient = target.resource if target is not None else None
     assert patient is None or isinstance(patient, Patient)
-    sex = _GENDER.get(patient.gender or "") if patient is not None else None
+    sex = read_sex(patient.gender) if patient is not None else None
     if tail is not None:  # Patient/<id>
         return tail[2], sex
     if patient is not None and target is not None:  # '#id' or 'urn:uuid:...' in the message

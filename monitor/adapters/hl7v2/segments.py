@@ -3,7 +3,8 @@
 
 Rules (see the adapter brief and CLINICAL.md section 3):
 
-- Patient: PID-3, first repetition, CX.1; sex from PID-8 (F, M; anything else is unknown).
+- Patient: PID-3, first repetition, CX.1; sex from PID-8 (F, M, or the words in any case;
+  O, U, A, N and anything else are unknown: ``analytes.read_sex``).
 - Specimen (``result_id``): OBR-3 (filler order number, EI.1), else SPM-2 (filler, then
   placer assigned id), else OBR-2 (placer order number).
 - Collection time: OBR-7, ``YYYYMMDDHHMM[SS[.S...]][+/-ZZZZ]``; without an offset only when
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from monitor.adapters.errors import AdapterError, censored_value
 from monitor.adapters.hl7v2.encoding import Segment
 from monitor.adapters.loinc import CodeMismatchError, resolve
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.analytes import Analyte, Sex, read_sex
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -88,7 +89,7 @@ def read_pid(pid: Segment) -> Patient:
     patient_id = pid.get(3, 1)
     if not patient_id:
         raise AdapterError("PID-3 has no patient identifier")
-    sex = {"F": Sex.FEMALE, "M": Sex.MALE}.get(pid.get(8).upper())
+    sex = read_sex(pid.get(8))
     return Patient(patient_id, sex)
 
 

@@ -355,7 +355,16 @@ def test_subject_identifier_is_the_patient_id() -> None:
     assert one(document).patient_id == "MRN-1234"
 
 
-@pytest.mark.parametrize(("gender", "sex"), [("male", "male"), ("other", None), ("unknown", None)])
+@pytest.mark.parametrize(
+    ("gender", "sex"),
+    [
+        ("male", "male"),
+        ("female", "female"),
+        ("Female", "female"),
+        ("other", None),
+        ("unknown", None),
+    ],
+)
 def test_contained_patient_gender(gender: str, sex: str | None) -> None:
     document = load("cbc_report_contained")
     document["contained"][0]["gender"] = gender
