@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.clinical.analytes import Analyte, Sex, read_sex
+from monitor.clinical.analytes import SEX_SPELLINGS, Analyte, Sex, read_sex
 from monitor.clinical.units import is_known_unit
 
 ResultStatus = Literal["final", "corrected", "preliminary"]
@@ -47,9 +47,12 @@ def _timestamp_text(value: object) -> object:
 
 
 def _sex_spelling(value: object) -> object:
-    """Any common spelling of sex (``"Male"``, ``"F"``, ``"unknown"``) as the canonical value;
-    a spelling that names no sex is unknown (None), never a reason to lose the result."""
-    return read_sex(value) if isinstance(value, str) else value
+    """Any common spelling of sex (``"Male"``, ``"F"``, ``"unknown"``: ``SEX_SPELLINGS``) as the
+    canonical value. Canonical JSON is our own contract, so text that is no spelling of sex is
+    left for validation to refuse (the HL7 and FHIR adapters read it as unknown instead)."""
+    if isinstance(value, str) and value.strip().lower() in SEX_SPELLINGS:
+        return read_sex(value)
+    return value
 
 
 # An event's time: ISO 8601 with a time of day and a zone offset.
