@@ -24,7 +24,9 @@ from pydantic import (
 from monitor.clinical.analytes import SEX_SPELLINGS, Analyte, Sex, read_sex
 from monitor.clinical.units import is_known_unit
 
-ResultStatus = Literal["final", "corrected", "preliminary"]
+# ``retracted``: the lab withdrew the whole specimen (HL7 OBX-11 W/D on every row, a FHIR
+# report entered-in-error); it carries no components and removes the specimen from history.
+ResultStatus = Literal["final", "corrected", "preliminary", "retracted"]
 
 # An identifier is printable text of bounded length: large enough for any LIS accession number.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
@@ -110,6 +112,15 @@ class CBCResult(BaseModel):
     # Only some of the specimen's components (FHIR sends Observations one at a time): merged
     # into what is known of the same result_id instead of replacing it.
     partial: bool = False
+    # Analytes the lab withdrew from this specimen (HL7 OBX-11 W/D rows, FHIR Observations
+    # entered-in-error): removed from the patient's history, their episodes re-evaluated.
+    retracted: list[Analyte] = Field(default_factory=list, max_length=len(Analyte))
+
+    @model_validator(mode="after")
+    def _retraction_has_no_values(self) -> CBCResult:
+        if self.status == "retracted" and self.components:
+            raise ValueError("components: a retracted result carries no values")
+        return self
 
     @field_validator("components")
     @classmethod
