@@ -224,7 +224,7 @@
 
   function drawTrend(trend) {
     $("trend-title").textContent =
-      label(trend.condition) + " \u00b7 " + trend.patient + (trend.open ? "" : " \u00b7 closed");
+      label(trend.condition) + " \u00b7 " + trend.patient + (trend.open ? "" : " \u00b7 resolved");
     $("trend-note").textContent =
       "CTCAE v" + trend.ctcae_version + "; dashed green: lower limit of normal; dotted: grade limits";
     $("trend-charts").replaceChildren(...trend.series.map(chart));
