@@ -226,3 +226,17 @@ def test_date_only_on_the_context_feeds_is_refused_saying_so() -> None:
     _, rejections = replay(at(TODAY, "hl7v2", hl7("SP1", "20261120+0000", "0.4")))
     assert rejections[0][1] == "unmappable"
     assert "OBR-7 collection time is a date without a time of day" in rejections[0][2]
+
+
+def test_a_fhir_temperature_with_a_date_only_says_so() -> None:
+    fhir = json.dumps({
+        "resourceType": "Observation", "id": "bt-1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "subject": {"reference": "Patient/MRN-7"}, "effectiveDateTime": "2026-11-20",
+        "valueQuantity": {"value": 38.9, "unit": "C", "system": "http://unitsofmeasure.org",
+                          "code": "Cel"},
+    }).encode()  # fmt: skip
+    _, rejections = replay(at(TODAY, "vitals", fhir))
+    ((_, code, reason),) = rejections
+    assert code == "unmappable"
+    assert "measured_at: a date without a time of day" in reason
