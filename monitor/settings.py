@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,6 +61,9 @@ class MonitorSettings(BaseSettings):
     vitals_topic: str = Field(default="clinical.vitals", pattern=r"^[A-Za-z0-9._-]+$")
     # IANA zone for HL7 times sent without an offset (else such a message is a dead letter).
     hl7_default_tz: str | None = None
+    # Events dated more than this after their message was received are dead-lettered as
+    # ``collected_in_future`` (clock skew allowance; monitor.adapters.future explains 5).
+    future_tolerance_minutes: float = Field(default=5.0, ge=0, le=1440)
     # JSON file mapping a site's local result codes to analytes, e.g. {"WBCX": "wbc"}.
     local_codes_file: Path | None = None
     # The embedded broker slows sharply above 8 partitions (DESIGN.md): keep the default low.
@@ -196,6 +199,9 @@ class MonitorSettings(BaseSettings):
 
     def hl7_default_zone(self) -> tzinfo | None:
         return ZoneInfo(self.hl7_default_tz) if self.hl7_default_tz else None
+
+    def future_tolerance(self) -> timedelta:
+        return timedelta(minutes=self.future_tolerance_minutes)
 
     def local_codes(self) -> dict[str, Analyte] | None:
         return _read_local_codes(self.local_codes_file) if self.local_codes_file else None

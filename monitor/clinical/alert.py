@@ -8,7 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-Event = Literal["new", "worsened", "improved", "resolved"]
+Event = Literal["new", "worsened", "improved", "resolved", "retracted"]
+# Events that close an episode: ``resolved`` (counts recovered) and ``retracted`` (the lab
+# withdrew the result the episode stood on, so the cytopenia never was).
+CLOSING_EVENTS: frozenset[str] = frozenset({"resolved", "retracted"})
 Severity = Literal["info", "warning", "critical"]
 LlnSource = Literal["lab", "patient", "default-female", "default-male", "default-unknown-sex"]
 
@@ -18,7 +21,7 @@ SEVERITY_BY_GRADE: dict[int, Severity] = {1: "info", 2: "warning", 3: "critical"
 
 
 def severity_of(event: Event, grade: int) -> Severity:
-    if event in ("improved", "resolved"):
+    if event in ("improved", "resolved", "retracted"):
         return "info"
     return SEVERITY_BY_GRADE[grade]
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.clinical.alert import Alert
+from monitor.clinical.alert import Alert, Event
 from monitor.clinical.analytes import DEFAULT_LLN, Analyte, Condition, Sex
 from monitor.clinical.context import Treatment, VitalSign
 from monitor.clinical.delta import DELTA_LIMITS, specimen_suspect
@@ -41,7 +41,14 @@ from monitor.clinical.evaluation import (
     Graded,
 )
 from monitor.clinical.grading import CtcaeVersion
-from monitor.clinical.history import STATUS_RANK, Entry, PatientState, entry_from_result, merge_part
+from monitor.clinical.history import (
+    STATUS_RANK,
+    Entry,
+    PatientState,
+    entry_from_result,
+    merge_part,
+    without,
+)
 from monitor.clinical.model import CBCResult
 from monitor.clinical.summary import AlertWriter
 from monitor.clinical.units import to_canonical
@@ -122,8 +129,21 @@ class Detector:
         state = state if state is not None else PatientState()
         self._evaluator.forget()
         entry = entry_from_result(result, content_hash)
+        if result.status == "retracted":
+            return self._retract(state, result, entry, None, now)
+        tombstone = state.retraction(entry.result_id)
+        if tombstone is not None:
+            # The specimen was retracted: a redelivered or older version stays out; only a new
+            # version more settled than the one removed (a re-issued correction) comes back.
+            _, removed_status, removed_content = tombstone
+            if entry.fingerprint == removed_content or STATUS_RANK[entry.status] <= STATUS_RANK.get(
+                removed_status, 0
+            ):
+                return Outcome(state, (), "stale")
+            state.forget_retraction(entry.result_id)
         touched = set(entry.readings)
         index = state.find(entry.result_id)
+        previous: Entry | None = None
         if index is not None:
             previous = state.history[index]
             if previous.fingerprint == entry.fingerprint:
@@ -132,10 +152,23 @@ class Detector:
                 return Outcome(state, (), "stale")
             if result.partial:
                 entry = merge_part(previous, entry)
-                if (entry.readings, entry.status) == (previous.readings, previous.status):
-                    return Outcome(state, (), "duplicate")  # a part already merged in
-            del state.history[index]
+            if result.retracted:
+                entry = without(entry, result.retracted)
+            if result.partial and (entry.readings, entry.status) == (
+                previous.readings,
+                previous.status,
+            ):
+                return Outcome(state, (), "duplicate")  # a part already merged in
             touched = set(entry.readings) | set(previous.readings)
+        elif result.retracted:
+            entry = without(entry, result.retracted)
+        if result.retracted and not entry.readings:
+            if index is None:
+                return Outcome(state, (), "stale")  # values withdrawn from nothing we hold
+            # Every value of the specimen is withdrawn: the whole specimen is retracted.
+            return self._retract(state, result, entry, index, now)
+        if index is not None:
+            del state.history[index]
         self._update_context(state, result, entry)
         state.insert(entry)
         state.prune(self._max_age_s, self.settings.history_max_results)
@@ -146,10 +179,27 @@ class Detector:
         suspect: str | None = None
         suspect_checked = False
         alerts: list[Alert] = []
+        # What the lab withdrew, with the counts derived from it (a withdrawn differential
+        # takes its derived ANC along).
+        withdrawn = (
+            set(previous.readings) - set(entry.readings)
+            if result.retracted and previous is not None
+            else set()
+        )
         for condition in Condition:
             if not (CONDITION_ANALYTES[condition] & touched):
                 continue
             graded = self._evaluator.evaluate(state, condition)
+            if withdrawn & CONDITION_ANALYTES[condition]:
+                assert previous is not None
+                # A value this condition stood on was withdrawn: re-evaluated like a retraction.
+                trigger = Trigger(
+                    result.patient_id, entry.result_id, entry.result_id, result.collected_at
+                )
+                alert = self._reevaluate(state, condition, graded, trigger, previous, emitted_at)
+                if alert is not None:
+                    alerts.append(alert)
+                continue
             if graded is None:
                 continue
             if not suspect_checked:
@@ -168,6 +218,65 @@ class Detector:
             if alert is not None:
                 alerts.append(alert)
         return Outcome(state, tuple(alerts), "accepted")
+
+    def _retract(
+        self,
+        state: PatientState,
+        result: CBCResult,
+        entry: Entry,
+        index: int | None,
+        now: datetime | None,
+    ) -> Outcome:
+        """Withdraw a whole specimen from the history and re-evaluate what it bore on.
+
+        A redelivered retraction (nothing left to remove, already remembered) is a duplicate.
+        The conditions its analytes drive are evaluated again on the history without it: an
+        episode whose basis is gone (no value left, or a normal one) closes with ``retracted``;
+        one an earlier abnormal value still supports moves to that value's grade
+        (``improved``/``worsened``; ``new`` if the retracted result had resolved it).
+        """
+        if index is None:
+            index = state.find(entry.result_id)
+        if index is None:
+            if state.retraction(entry.result_id) is not None:
+                return Outcome(state, (), "duplicate")
+            # Retracted before it arrived: remember it, so the original stays out when it comes.
+            state.remember_retraction(entry.result_id, "final", "")
+            return Outcome(state, (), "accepted")
+        removed = state.history.pop(index)
+        state.remember_retraction(removed.result_id, removed.status, removed.fingerprint)
+        if not removed.alertable:
+            return Outcome(state, (), "accepted")
+        emitted_at = now or datetime.now(UTC)
+        trigger = Trigger(
+            result.patient_id, removed.result_id, removed.result_id, result.collected_at
+        )
+        alerts: list[Alert] = []
+        for condition in Condition:
+            if not (CONDITION_ANALYTES[condition] & set(removed.readings)):
+                continue
+            graded = self._evaluator.evaluate(state, condition)
+            alert = self._reevaluate(state, condition, graded, trigger, removed, emitted_at)
+            if alert is not None:
+                alerts.append(alert)
+        return Outcome(state, tuple(alerts), "accepted")
+
+    def _reevaluate(
+        self,
+        state: PatientState,
+        condition: Condition,
+        graded: Graded | None,
+        trigger: Trigger,
+        removed: Entry,
+        emitted_at: datetime,
+    ) -> Alert | None:
+        """The episode of ``condition`` after values of ``removed`` were withdrawn."""
+        if graded is None:
+            # Nothing left to grade on: the episode's basis is gone.
+            graded = Graded(0, removed, None, None, None, None)
+        return self._transition(
+            state, condition, graded, trigger, graded.entry, emitted_at, None, closing="retracted"
+        )
 
     def process_vital(
         self, state: PatientState | None, vital: VitalSign, now: datetime | None = None
@@ -229,9 +338,10 @@ class Detector:
         entry: Entry,
         emitted_at: datetime,
         suspect: str | None,
+        closing: Event = "resolved",
     ) -> Alert | None:
         """Move the condition's episode to the evaluated grade; the alert if it changed."""
-        change = transition(state, condition, graded.grade, trigger, entry)
+        change = transition(state, condition, graded.grade, trigger, entry, closing)
         if change is None:
             return None
         return self._writer.alert(

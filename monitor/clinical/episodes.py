@@ -37,13 +37,17 @@ class Transition:
     previous_changed_at: float  # collected_at of the result that set the previous grade
 
 
-def next_event(current: int, new: int) -> Event | None:
-    """The transition from the episode's grade ``current`` (0: none open) to ``new``, if any."""
+def next_event(current: int, new: int, closing: Event = "resolved") -> Event | None:
+    """The transition from the episode's grade ``current`` (0: none open) to ``new``, if any.
+
+    ``closing`` is the event of a fall to 0: ``resolved``, or ``retracted`` when the fall comes
+    from the lab withdrawing the result the episode stood on.
+    """
     if new == current:
         return None
     if current == 0:
         return "new"
-    return "worsened" if new > current else ("improved" if new >= 1 else "resolved")
+    return "worsened" if new > current else ("improved" if new >= 1 else closing)
 
 
 def pages(event: Event, grade: int, page_grade: int) -> bool:
@@ -52,16 +56,21 @@ def pages(event: Event, grade: int, page_grade: int) -> bool:
 
 
 def transition(
-    state: PatientState, condition: Condition, grade: int, trigger: Trigger, entry: Entry
+    state: PatientState,
+    condition: Condition,
+    grade: int,
+    trigger: Trigger,
+    entry: Entry,
+    closing: Event = "resolved",
 ) -> Transition | None:
     """Move ``condition``'s episode to ``grade`` (set by ``entry``), opening one if none is open.
 
     Changes ``state.episodes`` in place; returns the transition, or None if the grade is
-    unchanged.
+    unchanged. ``closing`` names a fall to 0 (see ``next_event``).
     """
     episode = state.episodes.get(condition.value)
     current = episode.grade if episode is not None else 0
-    event = next_event(current, grade)
+    event = next_event(current, grade, closing)
     if event is None:
         return None
     if event == "new":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -20,6 +21,9 @@ from monitor.clinical.model import CBCResult
 from monitor.clinical.units import CANONICAL_UNIT, to_canonical
 
 STATUS_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
+
+# Retracted specimens remembered per patient (so a redelivered original does not come back).
+RETRACTIONS_KEPT = 50
 
 
 class Reading(NamedTuple):
@@ -79,6 +83,20 @@ class PatientState:
     # (measured_at, Celsius, observation id).
     doses: list[tuple[float, str, str]] = field(default_factory=list)
     temperatures: list[tuple[float, float, str]] = field(default_factory=list)
+    # Specimens the lab retracted: (result id, status and fingerprint of the version removed).
+    retractions: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def retraction(self, result_id: str) -> tuple[str, str, str] | None:
+        return next((r for r in self.retractions if r[0] == result_id), None)
+
+    def remember_retraction(self, result_id: str, status: str, content: str) -> None:
+        """Remember that ``result_id`` was retracted (its removed version's status and hash)."""
+        self.forget_retraction(result_id)
+        self.retractions.append((result_id, status, content))
+        del self.retractions[:-RETRACTIONS_KEPT]
+
+    def forget_retraction(self, result_id: str) -> None:
+        self.retractions[:] = [r for r in self.retractions if r[0] != result_id]
 
     def add_dose(self, given_at: float, kind: str, event_id: str, keep_s: float) -> bool:
         """Record a treatment; False if it was already known (a redelivery)."""
@@ -139,6 +157,7 @@ def fingerprint(result: CBCResult) -> str:
         context.ward,
         context.last_chemo_at.timestamp() if context.last_chemo_at else None,
         sorted((str(a), o.value, o.unit) for a, o in context.lln_overrides.items()),
+        sorted(str(a) for a in result.retracted),
     )
     return hashlib.blake2b(repr(content).encode(), digest_size=8).hexdigest()
 
@@ -205,6 +224,14 @@ def merge_part(previous: Entry, part: Entry) -> Entry:
     )
 
 
+def without(entry: Entry, analytes: Iterable[Analyte]) -> Entry:
+    """The entry with the measured ``analytes`` withdrawn, and counts derived from a
+    differential derived again from what is left (withdrawing a WBC withdraws its ANC)."""
+    gone = set(analytes)
+    readings = {a: r for a, r in entry.readings.items() if not r.derived and a not in gone}
+    return with_wire(entry._replace(readings=with_derived(readings)))
+
+
 def with_derived(readings: dict[Analyte, Reading]) -> dict[Analyte, Reading]:
     """Add ANC and ALC derived from WBC and a percent differential when not counted."""
     wbc = readings.get(Analyte.WBC)
@@ -249,6 +276,7 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
         "o": [{a.value: v for a, v in state.lln_overrides.items()}, state.overrides_at],
         "t": state.doses,
         "f": state.temperatures,
+        "r": state.retractions,
     }
 
 
@@ -290,6 +318,7 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         overrides_at=overrides_at,
         doses=[(d[0], d[1], d[2]) for d in data.get("t", [])],
         temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
+        retractions=[(r[0], r[1], r[2]) for r in data.get("r", [])],
     )
 
 

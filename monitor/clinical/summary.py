@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from monitor.clinical.alert import Alert, LineValue, make_alert_id, severity_of
+from monitor.clinical.alert import CLOSING_EVENTS, Alert, LineValue, make_alert_id, severity_of
 from monitor.clinical.analytes import DISPLAY_NAME, Analyte, Condition, Sex
 from monitor.clinical.episodes import Transition, Trigger, pages
 from monitor.clinical.evaluation import DAY_S, Graded, baseline_of
@@ -61,7 +61,7 @@ class AlertWriter:
             if baseline is not None:
                 change = round(value - baseline, 6)
         days, in_nadir = self._chemo_context(state, entry)
-        reported_grade = graded.grade if event != "resolved" else 0
+        reported_grade = graded.grade if event not in CLOSING_EVENTS else 0
         return Alert(
             alert_id=make_alert_id(episode.dedup_key, event, reported_grade, trigger.source_id),
             dedup_key=episode.dedup_key,
@@ -93,7 +93,9 @@ class AlertWriter:
                 if graded.lines is not None
                 else None
             ),
-            summary=self._summary(condition, transition, graded, days, in_nadir, suspect),
+            summary=self._summary(
+                condition, transition, graded, days, in_nadir, suspect, entry.status
+            ),
         )
 
     def _chemo_context(self, state: PatientState, entry: Entry) -> tuple[int | None, bool | None]:
@@ -116,6 +118,7 @@ class AlertWriter:
         days: int | None,
         in_nadir: bool | None,
         suspect: str | None,
+        status: str,
     ) -> str:
         event, previous_grade = transition.event, transition.previous_grade
         if graded.lines is not None:
@@ -140,8 +143,16 @@ class AlertWriter:
             text = f"{finding}, worse than grade {previous_grade} on {since}"
         elif event == "improved":
             text = f"{finding}, better than grade {previous_grade} on {since}"
+        elif event == "retracted":
+            basis = f"{values}: " if graded.reading is not None or graded.lines else ""
+            text = (
+                f"{basis}{name} closed: the result it stood on was retracted by the lab "
+                f"(was grade {previous_grade} since {since})"
+            )
         else:
             text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
+        if status == "corrected" and event != "retracted":
+            text += "; corrected result"
         if days is not None:
             text += f"; day {days} after chemotherapy" + (" (nadir window)" if in_nadir else "")
         if suspect is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.clinical.alert import Alert, Event, Severity, severity_of
+from monitor.clinical.alert import CLOSING_EVENTS, Alert, Event, Severity, severity_of
 from monitor.clinical.analytes import Condition
 
 GRADES = (1, 2, 3, 4)
@@ -92,7 +92,7 @@ class DashboardView:
             return False
         self.alerts_applied += 1
         self.recent.appendleft(alert)
-        if alert.event == "resolved":
+        if alert.event in CLOSING_EVENTS:  # resolved, or the result behind it retracted
             self._close(alert)
             return True
         episode = self.episodes.get(alert.dedup_key)

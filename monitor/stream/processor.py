@@ -12,10 +12,11 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from monitor.adapters.fhir import parse_fhir
+from monitor.adapters.future import screen_future
 from monitor.adapters.hl7v2 import parse_oru
 from monitor.adapters.intake import Rejected, dead_letter_headers, validate_message
 from monitor.adapters.vitals import parse_vital
@@ -77,6 +78,7 @@ class Feed:
     kind: FeedKind
     parse: Callable[[bytes], Any]
     by_patient: str  # the topic whose agent applies them, keyed by patient
+    time_field: str = "collected_at"  # where the event's time comes from (dead-letter reasons)
 
 
 def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
@@ -92,13 +94,35 @@ def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
     return {
         settings.results_topic: Feed("result", parse_result, results),
         results: Feed("result", parse_result, results),
-        settings.hl7v2_topic: Feed("lab", hl7, results),
-        settings.fhir_topic: Feed("lab", fhir, results),
-        settings.treatments_topic: Feed("treatment", treatment, treatments),
-        treatments: Feed("treatment", treatment, treatments),
-        settings.vitals_topic: Feed("vital", parse_vital, vitals),
-        vitals: Feed("vital", parse_vital, vitals),
+        settings.hl7v2_topic: Feed("lab", hl7, results, "OBR-7 collection time"),
+        settings.fhir_topic: Feed("lab", fhir, results, "effective[x]"),
+        settings.treatments_topic: Feed("treatment", treatment, treatments, "given_at"),
+        treatments: Feed("treatment", treatment, treatments, "given_at"),
+        settings.vitals_topic: Feed("vital", parse_vital, vitals, "measured_at"),
+        vitals: Feed("vital", parse_vital, vitals, "measured_at"),
     }
+
+
+def received_at(timestamp: float | None, now: datetime) -> datetime:
+    """When a message was received: its Kafka timestamp, or ``now`` when it has none or when
+    its producer's clock is ahead of ours (a timestamp later than now cannot be a receipt)."""
+    if timestamp is None:
+        return now
+    return min(datetime.fromtimestamp(timestamp, UTC), now)
+
+
+def screen(
+    feed: Feed, verdict: Any, received: datetime, tolerance: timedelta
+) -> tuple[Any, Rejected | None]:
+    """A parsed message without its events dated in the future (``adapters.future``).
+
+    Returns what is left of it (a lab feed's list of results, possibly shorter; another feed's
+    event, or None if it was in the future) and the rejection naming what was removed, if any.
+    """
+    if feed.kind == "lab":
+        return screen_future(verdict, received, tolerance, feed.time_field)
+    kept, rejected = screen_future([verdict], received, tolerance, feed.time_field)
+    return (kept[0] if kept else None), rejected
 
 
 def apply_event(
@@ -203,14 +227,20 @@ class ResultProcessor:
         if isinstance(verdict, Rejected):
             return Plan([self._dead_letter(raw, key, origin, verdict)])
         assert raw is not None
+        received = received_at(origin.timestamp, self.clock())
+        verdict, future = screen(feed, verdict, received, self.settings.future_tolerance())
+        late = [self._dead_letter(raw, key, origin, future)] if future is not None else []
         if feed.kind == "lab":
-            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient.
+            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient; a specimen dated
+            # in the future is dead-lettered (with the whole message), the others go on.
             results: list[CBCResult] = verdict
             return Plan([
                 Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
                      origin_headers(origin))
                 for r in results
-            ])  # fmt: skip
+            ] + late)  # fmt: skip
+        if verdict is None:
+            return Plan(late)
         patient_key = verdict.patient_id.encode()
         if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees

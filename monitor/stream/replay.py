@@ -23,7 +23,7 @@ from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, raw_fingerprint
 from monitor.clinical.model import describe_validation_error, parse_result
 from monitor.settings import MonitorSettings
-from monitor.stream.processor import Feed, FeedKind, apply_event, feeds_of
+from monitor.stream.processor import Feed, FeedKind, apply_event, feeds_of, received_at, screen
 
 
 class FeedMessage(Protocol):
@@ -98,6 +98,7 @@ def replay_messages(
     detector: Detector | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     on_alert: Callable[[Alert], None] | None = None,
+    on_reject: Callable[[int, Rejected], None] | None = None,
 ) -> ReplayReport:
     """Every message of every feed through the worker's parsing and the detector, in order.
 
@@ -108,6 +109,12 @@ def replay_messages(
     fingerprinted as the JSON the worker forwards), treatments to ``process_treatment`` and
     temperatures to ``process_vital``, with one state per patient: what the service would do
     if it saw every message in this order. ``detector`` defaults to one built from ``settings``.
+
+    A message is received at ``clock()`` (or at its own ``timestamp``, seconds since the epoch,
+    when it has one): an event dated later than that plus ``settings.future_tolerance()`` is
+    dead-lettered as ``collected_in_future`` like the worker does, keeping the rest of its
+    message. ``on_reject(position, rejection)`` is called for every dead letter, ``position``
+    counting messages from 1.
     """
     settings = settings or MonitorSettings()
     detector = detector or Detector(settings.detector)
@@ -124,7 +131,14 @@ def replay_messages(
             if on_alert is not None:
                 on_alert(alert)
 
-    for message in messages:
+    def reject(position: int, rejected: Rejected) -> None:
+        report.dead_letters[rejected.code] += 1
+        report.invalid[rejected.reason] += 1
+        if on_reject is not None:
+            on_reject(position, rejected)
+
+    tolerance = settings.future_tolerance()
+    for position, message in enumerate(messages, start=1):
         feed = by_topic.get(message.topic)
         if feed is None:
             raise ValueError(f"unknown feed {message.topic!r}")
@@ -133,8 +147,13 @@ def replay_messages(
             report.results += 1
         verdict = validate_message(message.value, settings.max_message_bytes, feed.parse)
         if isinstance(verdict, Rejected):
-            report.dead_letters[verdict.code] += 1
-            report.invalid[verdict.reason] += 1
+            reject(position, verdict)
+            continue
+        received = received_at(getattr(message, "timestamp", None), clock())
+        verdict, future = screen(feed, verdict, received, tolerance)
+        if future is not None:
+            reject(position, future)
+        if verdict is None:
             continue
         if feed.kind == "lab":
             # The worker forwards each result as canonical JSON and processes that.

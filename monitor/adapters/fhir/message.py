@@ -12,6 +12,8 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   report in the message lists, and reports whose results are not all present, whose status is
   ``partial``/``registered``, or whose code is not a CBC panel (LOINC 58410-2, 57021-8): a
   second report for the same specimen (a manual differential) must merge, not replace.
+- Observations ``entered-in-error`` (or in a report that is) withdraw their analyte from the
+  specimen (``retracted``); a complete CBC report entered in error withdraws the whole specimen.
 
 Error messages name elements and positions (``entry[3].resource``), never values.
 """
@@ -65,6 +67,7 @@ _KEEP_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
 @dataclass(slots=True)
 class _Group:
     rows: dict[Analyte, Row] = field(default_factory=dict)
+    retracted: dict[Analyte, Row] = field(default_factory=dict)
     first: Row | None = None
     complete: bool = False
 
@@ -188,6 +191,9 @@ def _merge(rows: list[Row]) -> list[CBCResult]:
                 f"{row.where}: subject differs from another observation of its specimen"
             )
         group.complete = group.complete or row.complete
+        if row.status == "retracted":
+            group.retracted[row.analyte] = row
+            continue
         kept = group.rows.get(row.analyte)
         if kept is None or _KEEP_RANK[row.status] > _KEEP_RANK[kept.status]:
             group.rows[row.analyte] = row
@@ -195,14 +201,24 @@ def _merge(rows: list[Row]) -> list[CBCResult]:
     for result_id, group in groups.items():
         assert group.first is not None
         members = list(group.rows.values())
+        # Observations entered in error withdraw their analyte unless the specimen sends it
+        # again; a complete report with nothing else is the whole specimen withdrawn.
+        withdrawn = [r for a, r in group.retracted.items() if a not in group.rows]
+        if members:
+            status = max((r.status for r in members), key=RESULT_RANK.__getitem__)
+            status = "corrected" if withdrawn and status == "final" else status
+        else:
+            status = "retracted" if group.complete else "corrected"
+        everyone = members + withdrawn
         document: dict[str, Any] = {
             "result_id": result_id,
             "patient_id": group.first.patient_id,
-            "collected_at": min(r.collected_at for r in members),
-            "status": max((r.status for r in members), key=RESULT_RANK.__getitem__),
-            "sex": next((r.sex for r in members if r.sex is not None), None),
+            "collected_at": min(r.collected_at for r in everyone),
+            "status": status,
+            "sex": next((r.sex for r in everyone if r.sex is not None), None),
             "components": {r.analyte.value: r.component for r in members},
             "partial": not group.complete,
+            "retracted": sorted(r.analyte.value for r in withdrawn),
         }
         try:
             results.append(CBCResult.model_validate(document))

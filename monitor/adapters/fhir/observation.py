@@ -8,7 +8,9 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   (or any coding found in ``local_codes``) and a ``valueQuantity``. The unit is the UCUM ``code``
   when ``system`` is UCUM, else ``unit``. Other Observations are ignored; an Observation without
   a value (``dataAbsentReason``) is skipped; a code that disagrees with its unit or name is an
-  error. A value below a limit (``comparator`` ``<``) is read as just below it
+  error. An Observation ``entered-in-error`` (or listed by a report that is) is a ``retracted``
+  row: its analyte, by code alone, is withdrawn from its specimen. A value below a limit
+  (``comparator`` ``<``) is read as just below it
   (``errors.censored_value``), so it is neither understated nor lost.
 - ``referenceRange[0].low`` is the lower limit when its unit is an equivalent spelling of the
   value's unit, or absent.
@@ -44,7 +46,7 @@ from monitor.adapters.fhir.resources import (
     Specimen,
 )
 from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.analytes import Analyte, Sex, read_sex
 from monitor.clinical.units import UnknownUnitError, factor
 
 __all__ = ["OBSERVATION_STATUS", "RESULT_RANK", "Report", "Row", "read_observation"]
@@ -58,13 +60,12 @@ OBSERVATION_STATUS: dict[str, str | None] = {
     "registered": "preliminary",
     "unknown": "preliminary",
     "cancelled": None,
-    "entered-in-error": None,
+    # Withdrawn by the lab: the value is removed from the patient's history (``retracted``).
+    "entered-in-error": "retracted",
 }
 
 # Which status a merged result gets: the least settled wins.
 RESULT_RANK = {"final": 0, "corrected": 1, "preliminary": 2}
-
-_GENDER = {"female": Sex.FEMALE, "male": Sex.MALE}
 
 # A FHIR dateTime: a date, optionally a time, and (required with a time) a zone. Seconds are
 # optional here although R4 requires them; feeds drop them.
@@ -121,21 +122,30 @@ def read_observation(
     if obs.status not in OBSERVATION_STATUS:
         raise AdapterError(f"{where}: status is not an Observation status")
     status = OBSERVATION_STATUS[obs.status]
+    if report is not None and report.status == "retracted":
+        status = "retracted"  # the whole report was entered in error
     if status is None or obs.code is None:
         return None
     candidates = list(_candidate_codings(obs.code, local_codes))
-    quantity = obs.value_quantity
-    if not candidates or quantity is None or quantity.value is None:
-        return None  # not a CBC component, or no value (dataAbsentReason)
-    unit = _unit(quantity)
-    if unit is None:
-        raise AdapterError(f"{where}: valueQuantity has no unit")
-    analyte = _analyte(candidates, obs.code, unit, local_codes, where)
-    value = censored_value(quantity.comparator, quantity.value)
-    component: dict[str, Any] = {"value": value, "unit": unit}
-    lln = _lln(obs, analyte, unit)
-    if lln is not None:
-        component["lln"] = lln
+    if status == "retracted":
+        # Withdrawn: which analyte is all that matters (the value and unit were wrong).
+        if not candidates or candidates[0].code is None:
+            return None
+        analyte = (local_codes or {}).get(candidates[0].code) or LOINC[candidates[0].code].analyte
+        component: dict[str, Any] = {}
+    else:
+        quantity = obs.value_quantity
+        if not candidates or quantity is None or quantity.value is None:
+            return None  # not a CBC component, or no value (dataAbsentReason)
+        unit = _unit(quantity)
+        if unit is None:
+            raise AdapterError(f"{where}: valueQuantity has no unit")
+        analyte = _analyte(candidates, obs.code, unit, local_codes, where)
+        value = censored_value(quantity.comparator, quantity.value)
+        component = {"value": value, "unit": unit}
+        lln = _lln(obs, analyte, unit)
+        if lln is not None:
+            component["lln"] = lln
 
     if obs.contained:
         scope = contained_scope(obs, where, scope)
@@ -153,7 +163,7 @@ def read_observation(
     return Row(
         analyte=analyte,
         component=component,
-        status=max(statuses, key=RESULT_RANK.__getitem__),
+        status=max(statuses, key=RESULT_RANK.__getitem__) if status != "retracted" else status,
         where=where,
         result_id=result_id,
         patient_id=patient_id,
@@ -242,7 +252,7 @@ def _patient(
         raise AdapterError(f"{where}: subject is not a Patient")
     patient = target.resource if target is not None else None
     assert patient is None or isinstance(patient, Patient)
-    sex = _GENDER.get(patient.gender or "") if patient is not None else None
+    sex = read_sex(patient.gender) if patient is not None else None
     if tail is not None:  # Patient/<id>
         return tail[2], sex
     if patient is not None and target is not None:  # '#id' or 'urn:uuid:...' in the message

@@ -10,6 +10,8 @@ Rules (see the adapter brief and CLINICAL.md section 3):
 - When one specimen sends an analyte twice, a row replaces an earlier one of equal or lower
   rank (preliminary, final, corrected). The result is corrected if any used row is C,
   preliminary if all used rows are preliminary, else final.
+- OBX-11 W/D rows withdraw their analyte (``retracted``; the result is then corrected); a
+  specimen whose every CBC row is W/D is ``retracted`` as a whole, with no components.
 - The result is validated by ``CBCResult.model_validate`` as JSON input is.
 
 Every ``AdapterError`` message names segments, fields and set ids, never a value from the message.
@@ -34,6 +36,7 @@ from monitor.adapters.hl7v2.segments import (
     collection_time,
     read_obx,
     read_pid,
+    retracted_analyte,
     specimen_id,
 )
 from monitor.clinical.analytes import Analyte
@@ -96,6 +99,7 @@ def _result(
     result_id: str,
     members: list[tuple[_Panel, list[Observation]]],
     default_tz: tzinfo | None,
+    withdrawn: set[Analyte] | None = None,
 ) -> CBCResult:
     first = members[0][0]
     if any(panel.patient != first.patient for panel, _ in members):
@@ -116,7 +120,12 @@ def _result(
             if earlier is None or _RANK[row.status] >= _RANK[earlier.status]:
                 chosen[row.analyte] = row
     statuses = {row.status for row in chosen.values()}
-    if "corrected" in statuses:
+    # Rows posted as wrong or deleted withdraw their analyte, unless the specimen sends that
+    # analyte again (the new row replaces the withdrawn one).
+    retracted = sorted((withdrawn or set()) - set(chosen))
+    if not chosen:
+        status = "retracted"  # every CBC row withdrawn: the whole specimen
+    elif "corrected" in statuses or retracted:
         status = "corrected"
     elif statuses == {"preliminary"}:
         status = "preliminary"
@@ -136,6 +145,7 @@ def _result(
         "sex": first.patient.sex,
         "components": components,
         "context": {"ward": first.patient.ward},
+        "retracted": retracted,
     }
     try:
         return CBCResult.model_validate(document)
@@ -157,15 +167,25 @@ def parse_oru(
     segments = split_segments(message)
     check_msh(segments[0])
     groups: dict[str, list[tuple[_Panel, list[Observation]]]] = {}
+    withdrawn: dict[str, set[Analyte]] = {}  # specimen -> analytes of its W/D rows
     for panel in _panels(segments):
         rows = [
             row
             for obx, label in panel.observations
             if (row := read_obx(obx, label, local_codes)) is not None
         ]
-        if rows:
+        retracted = {
+            analyte
+            for obx, _ in panel.observations
+            if (analyte := retracted_analyte(obx, local_codes)) is not None
+        }
+        if rows or retracted:
             key = specimen_id(panel.obr, panel.specimen, panel.label)
             groups.setdefault(key, []).append((panel, rows))
+            withdrawn.setdefault(key, set()).update(retracted)
     if not groups:
         raise AdapterError("no CBC component in any OBX")
-    return [_result(result_id, members, default_tz) for result_id, members in groups.items()]
+    return [
+        _result(result_id, members, default_tz, withdrawn.get(result_id))
+        for result_id, members in groups.items()
+    ]

@@ -200,3 +200,28 @@ def test_episodes_are_listed_worst_grade_first() -> None:
         for e in view.snapshot(T0 + timedelta(days=1), reveal=True, pseudonym=None)["episodes"]
     ]
     assert grades == [4, 2]
+
+
+def test_a_retraction_closes_the_episode_like_a_resolve() -> None:
+    _, alerts, _ = replay(
+        [
+            cbc("r1", 0, patient_id=PATIENT, neutrophils=0.3),
+            CBCResult.model_validate(
+                {
+                    "result_id": "r1",
+                    "patient_id": PATIENT,
+                    "collected_at": T0.isoformat(),
+                    "status": "retracted",
+                }
+            ),
+        ]
+    )
+    assert [a.event for a in alerts] == ["new", "retracted"]
+    view = DashboardView()
+    assert view.apply(alerts[0])
+    assert list(view.episodes) == [alerts[0].dedup_key]
+    assert view.apply(alerts[1])
+    assert view.episodes == {}
+    assert view.recent[0].event == "retracted"
+    assert not view.apply(alerts[0].model_copy(update={"alert_id": "late"}))
+    assert view.episodes == {}

@@ -24,7 +24,7 @@ def processor() -> ResultProcessor:
 
 
 def origin(offset: int = 0, topic: str = SETTINGS.results_topic) -> Origin:
-    return Origin(topic, 2, offset, 1_790_000_000.0)
+    return Origin(topic, 2, offset, NOW.timestamp())
 
 
 def raw(result_id: str, hours: float, **values: float) -> bytes:
@@ -176,3 +176,26 @@ def test_a_message_redelivered_before_its_state_was_written_alerts_again(
     processor.write(again)
     # Once written, the same message is a duplicate and alerts nothing more.
     assert processor.plan(value, b"MRN-0042", origin(1)).sends == []
+
+
+def test_a_retraction_closes_the_episode_in_the_table_and_the_gauges(
+    processor: ResultProcessor,
+) -> None:
+    processor.handle(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
+    assert metric(processor, "monitor_active_episodes", condition="neutropenia", grade="4") == 1
+    retraction = json.dumps(
+        {
+            "result_id": "r1",
+            "patient_id": "MRN-0042",
+            "collected_at": "2026-11-01T08:00:00Z",
+            "status": "retracted",
+        }
+    ).encode()
+    (send,) = processor.handle(retraction, b"MRN-0042", origin(2))
+    alert = json.loads(send.value or b"")
+    assert (alert["event"], alert["grade"], alert["previous_grade"]) == ("retracted", 0, 4)
+    assert send.alert_labels == ("neutropenia", "retracted", "info")
+    assert metric(processor, "monitor_active_episodes", condition="neutropenia", grade="4") == 0
+    state = load_state(processor.table[b"MRN-0042"])
+    assert state.history == []
+    assert processor.handle(retraction, b"MRN-0042", origin(3)) == []
