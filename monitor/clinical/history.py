@@ -55,15 +55,30 @@ class Entry(NamedTuple):
         return (self.collected_at, self.result_id)
 
 
+class Anchor(NamedTuple):
+    """The value that set an episode's announced state (what hysteresis compares with)."""
+
+    analyte: str
+    value: float  # canonical unit (units.CANONICAL_UNIT), as Reading.value
+    result_id: str
+    derived: bool  # ANC/ALC computed from a differential: not comparable with a counted one
+
+
 @dataclass(slots=True)
 class Episode:
-    """The state of one (patient, condition): open while ``grade`` >= 1."""
+    """The state of one (patient, condition): open while ``grade`` >= 1.
+
+    ``grade`` is the announced grade (the last alert's). The fields after ``changed_at`` came
+    with the RCV hysteresis and default so that state written before it still loads.
+    """
 
     grade: int
     number: int  # episodes opened so far for this condition; part of the dedup key
     dedup_key: str
     opened_at: float
     changed_at: float  # collected_at of the result that set the current grade
+    worst_grade: int = 0  # the worst grade announced in this episode (0: unknown, old state)
+    anchor: Anchor | None = None  # the value behind the last announced transition
 
 
 @dataclass(slots=True)
@@ -79,6 +94,22 @@ class PatientState:
     # (measured_at, Celsius, observation id).
     doses: list[tuple[float, str, str]] = field(default_factory=list)
     temperatures: list[tuple[float, float, str]] = field(default_factory=list)
+    # Per condition, the results whose grade change the hysteresis held back as within the RCV
+    # (result ids, oldest first; only ids still in the history are kept).
+    suppressed: dict[str, list[str]] = field(default_factory=dict)
+
+    def mark_suppressed(self, condition: str, result_id: str, announced: bool) -> None:
+        """Record whether ``result_id``'s grade change for ``condition`` was held back."""
+        ids = self.suppressed.get(condition, [])
+        if announced:
+            if result_id in ids:
+                ids.remove(result_id)
+        elif result_id not in ids:
+            ids.append(result_id)
+        if ids:
+            self.suppressed[condition] = ids
+        else:
+            self.suppressed.pop(condition, None)
 
     def add_dose(self, given_at: float, kind: str, event_id: str, keep_s: float) -> bool:
         """Record a treatment; False if it was already known (a redelivery)."""
@@ -107,6 +138,13 @@ class PatientState:
         cutoff = self.history[-1].collected_at - max_age_s
         kept = [e for e in self.history if e.collected_at >= cutoff]
         self.history = kept[-max_results:]
+        if self.suppressed:
+            present = {e.result_id for e in self.history}
+            self.suppressed = {
+                c: kept_ids
+                for c, ids in self.suppressed.items()
+                if (kept_ids := [r for r in ids if r in present])
+            }
 
     def open_episodes(self) -> dict[str, Episode]:
         return {c: e for c, e in self.episodes.items() if e.grade >= 1}
@@ -249,6 +287,13 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
         "o": [{a.value: v for a, v in state.lln_overrides.items()}, state.overrides_at],
         "t": state.doses,
         "f": state.temperatures,
+        # Hysteresis fields in keys of their own: state written by this version still loads in
+        # the version before it (which reads only the keys above), so a rollback is safe.
+        "x": {
+            c: [ep.worst_grade, list(ep.anchor) if ep.anchor is not None else None]
+            for c, ep in state.episodes.items()
+        },
+        "s": state.suppressed,
     }
 
 
@@ -279,6 +324,14 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         for rid, ts, status, fp, sex, readings, chemo in data["h"]
     ]
     episodes = {c: Episode(*values) for c, values in data["e"].items()}
+    for c, (worst, anchor) in data.get("x", {}).items():
+        if c in episodes:
+            episodes[c].worst_grade = worst
+            episodes[c].anchor = (
+                Anchor(anchor[0], anchor[1], anchor[2], bool(anchor[3]))
+                if anchor is not None
+                else None
+            )
     overrides, overrides_at = data["o"]
     return PatientState(
         history=history,
@@ -290,6 +343,7 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         overrides_at=overrides_at,
         doses=[(d[0], d[1], d[2]) for d in data.get("t", [])],
         temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
+        suppressed={c: list(ids) for c, ids in data.get("s", {}).items()},
     )
 
 
