@@ -254,7 +254,15 @@ class Detector:
         """Move the condition's episode to the evaluated grade; the alert if it changed."""
         observed, comparable = observed_value(condition, graded)
         change = transition(
-            state, condition, graded.grade, trigger, entry, observed, self._noise, comparable
+            state,
+            condition,
+            graded.grade,
+            trigger,
+            entry,
+            observed,
+            self._noise,
+            comparable,
+            observed_lines(graded),
         )
         if change is None:
             return None
@@ -287,9 +295,9 @@ class Detector:
 def observed_value(condition: Condition, graded: Graded) -> tuple[Anchor | None, bool]:
     """The one value behind a graded condition, and whether hysteresis may compare it.
 
-    (None, False) for pancytopenia (three lines, no single value). A febrile neutropenia keeps
-    its ANC as the anchor, but only an exit by ANC >= 1.0 is compared: a change the fever
-    drives is not a lab value whose noise can be judged.
+    (None, False) for pancytopenia (three lines, no single value: ``observed_lines``). A
+    febrile neutropenia keeps its ANC as the anchor, but only an exit by ANC >= 1.0 is
+    compared: a change the fever drives is not a lab value whose noise can be judged.
     """
     reading = graded.reading
     if graded.lines is not None or reading is None or graded.analyte is None:
@@ -298,3 +306,18 @@ def observed_value(condition: Condition, graded: Graded) -> tuple[Anchor | None,
     if condition is Condition.FEBRILE_NEUTROPENIA:
         return anchor, graded.grade == 0 and reading.value >= FEBRILE_ANC_BELOW
     return anchor, True
+
+
+def observed_lines(graded: Graded) -> dict[str, tuple[Anchor, int]] | None:
+    """Pancytopenia's cell lines: name -> (the line's value, its grade); None otherwise."""
+    if graded.lines is None:
+        return None
+    lines: dict[str, tuple[Anchor, int]] = {}
+    for name, line in graded.lines.items():
+        if line.reading is None or line.analyte is None:
+            return None
+        anchor = Anchor(
+            line.analyte.value, line.reading.value, line.entry.result_id, line.reading.derived
+        )
+        lines[name] = (anchor, line.grade)
+    return lines

@@ -17,6 +17,9 @@ change is announced only when it is more than noise (issue 10; CLINICAL.md secti
    analyte or method, e.g. RBC for Hgb or a derived ANC for a counted one; the anchor result
    itself corrected; no variation figures), the change is announced as without hysteresis.
 
+Pancytopenia has no single value: each cell line is compared with its own anchor
+(``Episode.line_anchors``, ``_lines_gate``).
+
 A held-back change writes nothing to the episode, so replays stay idempotent and alert ids
 deterministic. Paging is unchanged: a ``new`` or ``worsened`` at the paging grade pages; a
 ``worsened`` now needs a genuine fall, and an ``improved``/``resolved`` before it a genuine
@@ -25,6 +28,7 @@ rise, which is what re-arms paging for the next cycle's nadir.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
@@ -97,6 +101,7 @@ def decide(
     observed: Anchor | None,
     noise: NoiseModel | None,
     comparable: bool = True,
+    lines: Mapping[str, tuple[Anchor, int]] | None = None,
 ) -> Gate:
     """The hysteresis rule (module docstring, rules 1-3) for a newly evaluated grade ``new``.
 
@@ -104,7 +109,9 @@ def decide(
     behind ``new`` (None when the grade is not driven by one comparable value, e.g.
     pancytopenia or a fever-driven change); ``noise``: the RCV table, None for hysteresis off
     (every crossing announced, as before issue 10); ``comparable`` False: ``observed`` is kept
-    as the anchor but not tested (a fever-driven change). Pure; raises nothing.
+    as the anchor but not tested (a fever-driven change); ``lines``: pancytopenia's cell lines
+    (name -> (value, line grade)), judged each against its own anchor (``_lines_gate``). Pure;
+    raises nothing.
     """
     current = episode.grade if episode is not None else 0
     event = next_event(current, new)
@@ -113,6 +120,11 @@ def decide(
     if noise is None:
         return Gate(event, "every-crossing")
     worst = max(episode.worst_grade, current) if episode is not None and current >= 1 else 0
+    if lines is not None:
+        if new > current and new > worst:
+            return Gate(event, "worse-than-reached")
+        anchors = episode.line_anchors if episode is not None else None
+        return _lines_gate(event, new, current, lines, anchors or {}, noise)
     anchor = episode.anchor if episode is not None else None
     limits = noise.limits(observed.analyte) if observed is not None else None
     comparable = (
@@ -144,6 +156,47 @@ def decide(
     return Gate(event, why, anchor.value, round(change, 4), round(limit, 4), exceeded)
 
 
+def _lines_gate(
+    event: Event,
+    new: int,
+    current: int,
+    lines: Mapping[str, tuple[Anchor, int]],
+    anchors: Mapping[str, Anchor],
+    noise: NoiseModel,
+) -> Gate:
+    """Pancytopenia (no single value): a worsening needs a line at the new grade that fell
+    beyond its RCV, an improvement any line that rose beyond it (a resolution: a line that is
+    now normal). A line without a comparable anchor (none, another analyte or method, a
+    corrected value) makes the change announced, as without hysteresis."""
+    worse = new > current
+    if worse:
+        candidates = [(n, obs) for n, (obs, g) in lines.items() if g == new]
+    elif new == 0:
+        candidates = [(n, obs) for n, (obs, g) in lines.items() if g == 0]
+    else:
+        candidates = [(n, obs) for n, (obs, _) in lines.items()]
+    tested: list[Gate] = []
+    for name, obs in candidates:
+        anchor = anchors.get(name)
+        limits = noise.limits(obs.analyte)
+        if (
+            anchor is None
+            or limits is None
+            or anchor.analyte != obs.analyte
+            or anchor.derived != obs.derived
+            or (anchor.result_id == obs.result_id and anchor.value != obs.value)
+        ):
+            return Gate(event, "not-comparable")
+        variation, bounds = limits
+        change = round(relative_change(variation, anchor.value, obs.value), 4)
+        limit = round(bounds.down if worse else bounds.up, 4)
+        exceeded = change <= limit if worse else change >= limit
+        if exceeded:
+            return Gate(event, "beyond-rcv", anchor.value, change, limit, True)
+        tested.append(Gate(None, "within-rcv", anchor.value, change, limit, False))
+    return tested[0] if tested else Gate(event, "not-comparable")
+
+
 def pages(event: Event, grade: int, page_grade: int) -> bool:
     """Whether a transition to ``grade`` pages: a new or worsened episode at ``page_grade``+."""
     return event in ("new", "worsened") and grade >= page_grade
@@ -158,6 +211,7 @@ def transition(
     observed: Anchor | None = None,
     noise: NoiseModel | None = None,
     comparable: bool = True,
+    lines: Mapping[str, tuple[Anchor, int]] | None = None,
 ) -> Transition | None:
     """Move ``condition``'s episode to ``grade`` (set by ``entry``), opening one if none is open.
 
@@ -167,7 +221,8 @@ def transition(
     """
     episode = state.episodes.get(condition.value)
     current = episode.grade if episode is not None else 0
-    gate = decide(episode, grade, observed, noise, comparable)
+    gate = decide(episode, grade, observed, noise, comparable, lines)
+    line_anchors = {name: obs for name, (obs, _) in lines.items()} if lines is not None else None
     if gate.suppressed:
         state.mark_suppressed(condition.value, trigger.result_id, announced=False)
         return None
@@ -188,6 +243,7 @@ def transition(
             changed_at=entry.collected_at,
             worst_grade=grade,
             anchor=observed,
+            line_anchors=line_anchors,
         )
         state.episodes[condition.value] = episode
         previous_changed_at = entry.collected_at
@@ -198,4 +254,5 @@ def transition(
         episode.grade = grade
         episode.changed_at = entry.collected_at
         episode.anchor = observed
+        episode.line_anchors = line_anchors
     return Transition(event, current, episode, previous_changed_at, gate)

@@ -79,6 +79,7 @@ class Episode:
     changed_at: float  # collected_at of the result that set the current grade
     worst_grade: int = 0  # the worst grade announced in this episode (0: unknown, old state)
     anchor: Anchor | None = None  # the value behind the last announced transition
+    line_anchors: dict[str, Anchor] | None = None  # pancytopenia: each line's value there
 
 
 @dataclass(slots=True)
@@ -290,7 +291,13 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
         # Hysteresis fields in keys of their own: state written by this version still loads in
         # the version before it (which reads only the keys above), so a rollback is safe.
         "x": {
-            c: [ep.worst_grade, list(ep.anchor) if ep.anchor is not None else None]
+            c: [
+                ep.worst_grade,
+                list(ep.anchor) if ep.anchor is not None else None,
+                {n: list(a) for n, a in ep.line_anchors.items()}
+                if ep.line_anchors is not None
+                else None,
+            ]
             for c, ep in state.episodes.items()
         },
         "s": state.suppressed,
@@ -324,13 +331,13 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         for rid, ts, status, fp, sex, readings, chemo in data["h"]
     ]
     episodes = {c: Episode(*values) for c, values in data["e"].items()}
-    for c, (worst, anchor) in data.get("x", {}).items():
+    for c, (worst, anchor, *more) in data.get("x", {}).items():
+        lines = more[0] if more else None
         if c in episodes:
             episodes[c].worst_grade = worst
-            episodes[c].anchor = (
-                Anchor(anchor[0], anchor[1], anchor[2], bool(anchor[3]))
-                if anchor is not None
-                else None
+            episodes[c].anchor = _anchor(anchor) if anchor is not None else None
+            episodes[c].line_anchors = (
+                {n: _anchor(a) for n, a in lines.items()} if lines is not None else None
             )
     overrides, overrides_at = data["o"]
     return PatientState(
@@ -345,6 +352,10 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
         suppressed={c: list(ids) for c, ids in data.get("s", {}).items()},
     )
+
+
+def _anchor(values: list[Any]) -> Anchor:
+    return Anchor(values[0], values[1], values[2], bool(values[3]))
 
 
 def dump_state(state: PatientState) -> bytes:

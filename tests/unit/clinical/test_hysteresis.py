@@ -265,3 +265,43 @@ def test_febrile_neutropenia_exit_without_fever_is_announced() -> None:
     assert [(a.event, a.why) for a in later.alerts if a.condition == "febrile_neutropenia"] == [
         ("resolved", "not-comparable")
     ]
+
+
+# --- pancytopenia: each cell line against its own anchor ----------------------------------------
+
+
+def test_pancytopenia_does_not_ping_pong_on_one_line_around_its_limit() -> None:
+    results = [
+        cbc(f"r{d}", d * DAY, hemoglobin=9.0, wbc=2.5, platelets=plt)
+        for d, plt in enumerate(PLATELET_PING_PONG)
+    ]
+    _, with_rcv, _ = replay(results)
+    _, every, _ = replay(results, EVERY_CROSSING)
+    assert [a.event for a in with_rcv if a.condition == "pancytopenia"] == ["new"]
+    assert [a.event for a in every if a.condition == "pancytopenia"] == ["new", "resolved"] * 3
+
+
+def test_pancytopenia_resolves_when_a_line_genuinely_recovers() -> None:
+    results = [
+        cbc("r0", 0, hemoglobin=9.0, wbc=2.5, platelets=100.0),
+        cbc("r1", DAY, hemoglobin=9.0, wbc=2.5, platelets=180.0),  # +80 %: beyond the RCV
+    ]
+    _, alerts, _ = replay(results)
+    pancytopenia = [a for a in alerts if a.condition == "pancytopenia"]
+    assert [(a.event, a.why, a.rcv_exceeded) for a in pancytopenia] == [
+        ("new", "worse-than-reached", None),
+        ("resolved", "beyond-rcv", True),
+    ]
+    assert pancytopenia[1].compared_with == 100.0
+
+
+def test_pancytopenia_line_anchors_survive_the_state_round_trip() -> None:
+    state, _, _ = replay([cbc("r0", 0, hemoglobin=9.0, wbc=2.5, platelets=100.0)])
+    loaded = load_state(dump_state(state))
+    lines = loaded.episodes["pancytopenia"].line_anchors
+    assert lines is not None
+    assert {name: a.value for name, a in lines.items()} == {
+        "red": 9.0,
+        "white": 2.5,
+        "platelets": 100.0,
+    }
