@@ -45,14 +45,18 @@ def _print_summary(alerts: Sequence[Alert], results: int, invalid: int) -> None:
 
 def cmd_demo_offline(args: argparse.Namespace) -> int:
     """Replay a simulated chemotherapy cohort through the detector, without Kafka."""
-    from monitor.sim.cohort import CohortSpec, simulate_cohort
+    from monitor.local.demo import hysteresis_effect
 
-    messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
-    detector = Detector(DetectorSettings(ctcae_version=args.ctcae_version))
+    messages = _cohort(args)
+    detector = Detector(
+        DetectorSettings(ctcae_version=args.ctcae_version, hysteresis=not args.every_crossing)
+    )
     report = replay_messages(
         messages, detector=detector, on_alert=lambda alert: print(format_alert(alert))
     )
     _print_summary(report.alerts, report.results, sum(report.invalid.values()))
+    settings = MonitorSettings(ctcae_version=args.ctcae_version, hysteresis=not args.every_crossing)
+    print(hysteresis_effect(messages, settings).describe())
     for reason, count in report.invalid.most_common(10):
         print(f"  dead letter x{count}: {reason}")
     return 0
@@ -75,6 +79,20 @@ def rejection_lines(position: int, rejected: Rejected) -> list[str]:
     a rejection that names rejected rows gets one such line per row here.
     """
     return [f"message {position} rejected ({rejected.code}): {rejected.reason}"]
+
+
+def _cohort(args: argparse.Namespace) -> list[Any]:
+    """The simulated messages ``args`` ask for: the main cohort, or with ``--noisy`` the noisy
+    cohort (counts on grade boundaries with CVi and CVa noise, monitor.sim.noisy)."""
+    if getattr(args, "noisy", False):
+        from monitor.sim.noisy import NoisySpec, simulate_noisy_cohort
+
+        return list(
+            simulate_noisy_cohort(NoisySpec(seed=args.seed, patients=args.patients, days=args.days))
+        )
+    from monitor.sim.cohort import CohortSpec, simulate_cohort
+
+    return list(simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days)))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -201,10 +219,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Publish a simulated cohort (malformed messages, redeliveries and late results included)."""
     from monitor.local.demo import publish_messages
-    from monitor.sim.cohort import CohortSpec, simulate_cohort
 
     settings = load_settings()
-    messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
+    messages = _cohort(args)
     if args.expected:
         expected = replay_messages(messages, settings)
         with Path(args.expected).open("w") as out:
@@ -276,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=40)
     demo.add_argument("--days", type=int, default=42)
     demo.add_argument("--ctcae-version", choices=["5.0", "6.0"], default="5.0")
+    demo.add_argument(
+        "--noisy", action="store_true", help="with --offline: the noisy cohort (monitor.sim.noisy)"
+    )
+    demo.add_argument(
+        "--every-crossing",
+        action="store_true",
+        help="with --offline: hysteresis off (announce every grade crossing)",
+    )
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--rate", type=float, default=150.0, help="messages per second")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -327,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--days", type=int, default=42)
     simulate.add_argument("--rate", type=float, default=None, help="messages per second")
     simulate.add_argument("--expected", help="also write the alerts it should produce here")
+    simulate.add_argument(
+        "--noisy",
+        action="store_true",
+        help="the noisy cohort: counts on grade boundaries with biological and analytical noise",
+    )
     simulate.set_defaults(func=cmd_simulate)
 
     tail = sub.add_parser("tail", help="follow the alert topic")

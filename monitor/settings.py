@@ -105,6 +105,9 @@ class MonitorSettings(BaseSettings):
     history_max_days: float = Field(default=90, gt=0)
     history_max_results: int = Field(default=50, ge=2, le=1000)
     pancytopenia_window_hours: float = Field(default=72, gt=0)
+    # RCV hysteresis (issue 10, monitor.clinical.variation): false announces every crossing.
+    hysteresis: bool = True
+    rcv_z: float = Field(default=1.65, gt=0, le=4)
 
     @field_validator("broker_url")
     @classmethod
@@ -214,6 +217,8 @@ class MonitorSettings(BaseSettings):
             history_max_days=self.history_max_days,
             history_max_results=self.history_max_results,
             pancytopenia_window_hours=self.pancytopenia_window_hours,
+            hysteresis=self.hysteresis,
+            rcv_z=self.rcv_z,
         )
 
     @property

@@ -93,6 +93,18 @@ class Alert(BaseModel):
     ward: str | None = None
     temperature_c: float | None = None  # the fever behind a febrile neutropenia alert
     components: dict[str, LineValue] | None = None
+    # Why it fired (issue 10), optional so alerts written before them still read. ``why``:
+    # "every-crossing" (hysteresis off), "worse-than-reached" (a new episode or a grade worse
+    # than the episode had reached: never held back), "beyond-rcv" (moved beyond the reference
+    # change value from ``compared_with``), "not-comparable" (no comparable earlier value).
+    # ``change`` and ``rcv`` are fractions of ``compared_with`` (-0.3: 30 % lower); ``rcv`` is
+    # the limit in the direction of the change; ``rcv_exceeded`` whether the change passed it.
+    hysteresis: bool = False
+    why: str | None = None
+    compared_with: float | None = None
+    change: float | None = None
+    rcv: float | None = None
+    rcv_exceeded: bool | None = None
     summary: str
 
 

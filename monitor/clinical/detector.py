@@ -14,7 +14,9 @@ How a result becomes events:
    baselines but cannot change a grade: it emits no page about the past.
 3. The evaluated grade is compared with the condition's episode: 0/unknown to >= 1 is ``new``,
    a rise ``worsened``, a fall that stays >= 1 ``improved``, back to 0 ``resolved``; an
-   unchanged or unknown grade emits nothing.
+   unchanged or unknown grade emits nothing. With ``hysteresis`` (the default), a change that
+   is within the analyte's reference change value of the value that set the announced state
+   is held back, except a grade worse than the episode has reached (``episodes.decide``).
 
 This module is the facade that orders those steps; the steps live beside it: evaluation (step 2)
 in ``evaluation``, the transition (step 3) in ``episodes``, and the alert it emits in ``summary``.
@@ -30,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.clinical.alert import Alert, Event
 from monitor.clinical.analytes import DEFAULT_LLN, Analyte, Condition, Sex
-from monitor.clinical.context import Treatment, VitalSign
+from monitor.clinical.context import FEBRILE_ANC_BELOW, Treatment, VitalSign
 from monitor.clinical.delta import DELTA_LIMITS, specimen_suspect
 from monitor.clinical.episodes import Trigger, transition
 from monitor.clinical.evaluation import (
@@ -43,6 +45,7 @@ from monitor.clinical.evaluation import (
 from monitor.clinical.grading import CtcaeVersion
 from monitor.clinical.history import (
     STATUS_RANK,
+    Anchor,
     Entry,
     PatientState,
     entry_from_result,
@@ -52,6 +55,7 @@ from monitor.clinical.history import (
 from monitor.clinical.model import CBCResult
 from monitor.clinical.summary import AlertWriter
 from monitor.clinical.units import to_canonical
+from monitor.clinical.variation import DEFAULT_Z, VARIATION, NoiseModel, Variation
 
 Disposition = Literal["accepted", "duplicate", "stale"]
 
@@ -74,6 +78,11 @@ class DetectorSettings(BaseModel):
     transfusion_explains_hours: float = Field(default=24, gt=0)
     default_lln: dict[Analyte, dict[Sex, float]] = Field(default_factory=lambda: DEFAULT_LLN)
     delta_limits: dict[Analyte, float] = Field(default_factory=lambda: DELTA_LIMITS)
+    # RCV hysteresis (issue 10; variation.py): announce only changes beyond the noise, except a
+    # grade worse than the episode has reached. False: every grade crossing, as before.
+    hysteresis: bool = True
+    rcv_z: float = Field(default=DEFAULT_Z, gt=0, le=4)  # one-sided 95 %, variation.py
+    variation: dict[Analyte, Variation] = Field(default_factory=lambda: VARIATION)
 
     @model_validator(mode="after")
     def _ordered_nadir_window(self) -> DetectorSettings:
@@ -105,11 +114,17 @@ class Detector:
             febrile_window_hours=self.settings.febrile_window_hours,
             transfusion_explains_hours=self.settings.transfusion_explains_hours,
         )
+        self._noise = (
+            NoiseModel(self.settings.rcv_z, self.settings.variation)
+            if self.settings.hysteresis
+            else None
+        )
         self._writer = AlertWriter(
             ctcae_version=self.settings.ctcae_version,
             page_grade=self.settings.page_grade,
             nadir_window_days=self.settings.nadir_window_days,
             default_lln=self.settings.default_lln,
+            hysteresis=self.settings.hysteresis,
         )
 
     # --- public ---------------------------------------------------------------------------
@@ -341,7 +356,19 @@ class Detector:
         closing: Event = "resolved",
     ) -> Alert | None:
         """Move the condition's episode to the evaluated grade; the alert if it changed."""
-        change = transition(state, condition, graded.grade, trigger, entry, closing)
+        observed, comparable = observed_value(condition, graded)
+        change = transition(
+            state,
+            condition,
+            graded.grade,
+            trigger,
+            entry,
+            observed,
+            self._noise,
+            comparable,
+            observed_lines(graded),
+            closing,
+        )
         if change is None:
             return None
         return self._writer.alert(
@@ -368,3 +395,34 @@ class Detector:
                 for analyte, o in context.lln_overrides.items()
             }
             state.overrides_at = entry.collected_at
+
+
+def observed_value(condition: Condition, graded: Graded) -> tuple[Anchor | None, bool]:
+    """The one value behind a graded condition, and whether hysteresis may compare it.
+
+    (None, False) for pancytopenia (three lines, no single value: ``observed_lines``). A
+    febrile neutropenia keeps its ANC as the anchor, but only an exit by ANC >= 1.0 is
+    compared: a change the fever drives is not a lab value whose noise can be judged.
+    """
+    reading = graded.reading
+    if graded.lines is not None or reading is None or graded.analyte is None:
+        return None, False
+    anchor = Anchor(graded.analyte.value, reading.value, graded.entry.result_id, reading.derived)
+    if condition is Condition.FEBRILE_NEUTROPENIA:
+        return anchor, graded.grade == 0 and reading.value >= FEBRILE_ANC_BELOW
+    return anchor, True
+
+
+def observed_lines(graded: Graded) -> dict[str, tuple[Anchor, int]] | None:
+    """Pancytopenia's cell lines: name -> (the line's value, its grade); None otherwise."""
+    if graded.lines is None:
+        return None
+    lines: dict[str, tuple[Anchor, int]] = {}
+    for name, line in graded.lines.items():
+        if line.reading is None or line.analyte is None:
+            return None
+        anchor = Anchor(
+            line.analyte.value, line.reading.value, line.entry.result_id, line.reading.derived
+        )
+        lines[name] = (anchor, line.grade)
+    return lines

@@ -30,7 +30,9 @@ class AlertWriter:
         page_grade: int,
         nadir_window_days: tuple[int, int],
         default_lln: Mapping[Analyte, Mapping[Sex, float]],
+        hysteresis: bool = False,
     ) -> None:
+        self._hysteresis = hysteresis
         self._ctcae_version = ctcae_version
         self._page_grade = page_grade
         self._nadir_window_days = nadir_window_days
@@ -62,6 +64,7 @@ class AlertWriter:
                 change = round(value - baseline, 6)
         days, in_nadir = self._chemo_context(state, entry)
         reported_grade = graded.grade if event not in CLOSING_EVENTS else 0
+        gate = transition.gate
         return Alert(
             alert_id=make_alert_id(episode.dedup_key, event, reported_grade, trigger.source_id),
             dedup_key=episode.dedup_key,
@@ -93,6 +96,12 @@ class AlertWriter:
                 if graded.lines is not None
                 else None
             ),
+            hysteresis=self._hysteresis,
+            why=gate.why if gate is not None else None,
+            compared_with=gate.compared_with if gate is not None else None,
+            change=gate.change if gate is not None else None,
+            rcv=gate.rcv if gate is not None else None,
+            rcv_exceeded=gate.rcv_exceeded if gate is not None else None,
             summary=self._summary(
                 condition, transition, graded, days, in_nadir, suspect, entry.status
             ),
@@ -151,6 +160,13 @@ class AlertWriter:
             )
         else:
             text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
+        gate = transition.gate
+        if gate is not None and gate.why == "beyond-rcv" and gate.change is not None:
+            assert gate.rcv is not None
+            text += (
+                f"; {gate.change:+.0%} from {gate.compared_with:g}, beyond the "
+                f"{gate.rcv:+.0%} reference change value"
+            )
         if status == "corrected" and event != "retracted":
             text += "; corrected result"
         if days is not None:

@@ -2,7 +2,9 @@
 
 Values are in the analyte's canonical unit; each point is graded the way the detector grades it
 (lower limit: the patient's own, then the lab's, then the default for the patient's sex), so the
-chart's dots agree with the alerts.
+chart's dots agree with the alerts. A point whose grade change the detector held back as within
+the reference change value (RCV hysteresis, ``PatientState.suppressed``) is marked
+``suppressed``: the chart shows it, ringed, so the ward sees what was not announced and why.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def episode_trend(
     """One series per analyte of ``condition`` that has values, oldest point first."""
     series = []
     known_sex = next((e.sex for e in reversed(state.history) if e.sex), None)
+    held_back = set(state.suppressed.get(condition, ()))
     for analyte in TREND_ANALYTES.get(condition, ()):
         scale = CTCAE[version].get(analyte)
         points = []
@@ -63,6 +66,7 @@ def episode_trend(
                     "grade": grade,
                     "status": entry.status,
                     "derived": reading.derived,
+                    "suppressed": entry.result_id in held_back,
                 }
             )
         if not points:

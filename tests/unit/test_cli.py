@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,31 @@ def test_offline_demo_prints_alerts_and_a_summary(capsys: pytest.CaptureFixture[
     assert "neutropenia" in out
     assert "results:" in out
     assert "dead letter" in out
+    assert "hysteresis on (RCV)" in out
+
+
+def test_offline_noisy_demo_shows_what_the_hysteresis_held_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--offline", "--noisy", "--patients", "10", "--days", "21"]) == 0
+    effect = capsys.readouterr().out.strip().splitlines()[-1]
+    match = re.search(
+        r"([\d,]+) alerts and ([\d,]+) pages, against ([\d,]+) alerts and ([\d,]+) pages .*; "
+        r"([\d,]+) results held back",
+        effect,
+    )
+    assert match is not None
+    alerts, pages, every_alerts, every_pages, held = (
+        int(g.replace(",", "")) for g in match.groups()
+    )
+    assert alerts < every_alerts
+    assert pages <= every_pages
+    assert held > 0
+
+
+def test_offline_demo_every_crossing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--offline", "--noisy", "--every-crossing", "--patients", "5"]) == 0
+    assert "hysteresis off (MONITOR_HYSTERESIS=false)" in capsys.readouterr().out
 
 
 def test_split_messages_by_format() -> None:

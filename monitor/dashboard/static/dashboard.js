@@ -226,7 +226,8 @@
     $("trend-title").textContent =
       label(trend.condition) + " \u00b7 " + trend.patient + (trend.open ? "" : " \u00b7 resolved");
     $("trend-note").textContent =
-      "CTCAE v" + trend.ctcae_version + "; dashed green: lower limit of normal; dotted: grade limits";
+      "CTCAE v" + trend.ctcae_version + "; dashed green: lower limit of normal; dotted: grade limits; " +
+      "ringed: grade change held back as within the reference change value (not announced)";
     $("trend-charts").replaceChildren(...trend.series.map(chart));
   }
 
@@ -266,9 +267,11 @@
     series.points.forEach((p, i) => {
       const dot = svg("circle", {
         cx: x(times[i]).toFixed(1), cy: y(p.value).toFixed(1), r: 4,
-        class: p.status === "preliminary" ? "prelim" : "g" + (p.grade ?? 0),
+        class: (p.status === "preliminary" ? "prelim" : "g" + (p.grade ?? 0)) + (p.suppressed ? " suppressed" : ""),
+        "data-suppressed": p.suppressed ? "true" : "false",
       });
-      dot.appendChild(svg("title", {}, when(p.at) + ": " + p.value + " " + series.unit + (p.grade !== null ? ", grade " + p.grade : "")));
+      dot.appendChild(svg("title", {}, when(p.at) + ": " + p.value + " " + series.unit + (p.grade !== null ? ", grade " + p.grade : "") +
+        (p.suppressed ? " (within the reference change value: not announced)" : "")));
       root.appendChild(dot);
     });
     return root;

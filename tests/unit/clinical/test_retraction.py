@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.clinical.detector import Detector
+from monitor.clinical.detector import Detector, DetectorSettings
 from monitor.clinical.history import PatientState, dump_state, load_state
 from monitor.clinical.model import CBCResult
 from tests.builders import NOW, T0, cbc, events, replay
@@ -177,12 +177,16 @@ WBC = st.sampled_from([0.5, 1.5, 2.5, 3.5, 6.0])
 PANEL = st.fixed_dictionaries({"neutrophils": ANC, "platelets": PLT, "hemoglobin": HGB, "wbc": WBC})
 
 
+# With the RCV hysteresis on, an episode may hold a grade the last results no longer show (a
+# change within the RCV is held back); a retraction re-evaluates without the RCV test, so the
+# exact restore is a property of the crossing mechanics (hysteresis off), and with it on the
+# property is that no open episode stands on the withdrawn value (next test).
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(panels=st.lists(PANEL, max_size=6), last=PANEL)
 def test_a_result_then_its_retraction_leaves_the_open_episodes_as_before(
     panels: list[dict[str, float]], last: dict[str, float]
 ) -> None:
-    detector = Detector()
+    detector = Detector(DetectorSettings(hysteresis=False))
     before, _, _ = replay([cbc(f"r{i}", 12 * i, **p) for i, p in enumerate(panels)], detector)
     grades = {c: e.grade for c, e in before.open_episodes().items()}
     hours = 12 * len(panels)
@@ -190,6 +194,24 @@ def test_a_result_then_its_retraction_leaves_the_open_episodes_as_before(
         [cbc("newest", hours, **last), retraction("newest", hours)], detector, before
     )
     assert {c: e.grade for c, e in after.open_episodes().items()} == grades
+    again = detector.process(after, retraction("newest", hours), NOW)
+    assert (again.alerts, again.disposition) == ((), "duplicate")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(panels=st.lists(PANEL, max_size=6), last=PANEL)
+def test_with_hysteresis_a_retraction_leaves_every_open_episode_at_its_evaluated_grade(
+    panels: list[dict[str, float]], last: dict[str, float]
+) -> None:
+    detector = Detector()
+    before, _, _ = replay([cbc(f"r{i}", 12 * i, **p) for i, p in enumerate(panels)], detector)
+    hours = 12 * len(panels)
+    after, _, _ = replay(
+        [cbc("newest", hours, **last), retraction("newest", hours)], detector, before
+    )
+    evaluated = detector.current_grades(after)
+    for condition, episode in after.open_episodes().items():
+        assert episode.grade == evaluated[next(c for c in evaluated if c.value == condition)]
     again = detector.process(after, retraction("newest", hours), NOW)
     assert (again.alerts, again.disposition) == ((), "duplicate")
 
