@@ -35,9 +35,21 @@ def episode_trend(
     default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
 ) -> list[dict[str, Any]]:
     """One series per analyte of ``condition`` that has values, oldest point first."""
+    return analytes_trend(state, TREND_ANALYTES.get(condition, ()), version, default_lln)
+
+
+def analytes_trend(
+    state: PatientState,
+    analytes: tuple[Analyte, ...],
+    version: CtcaeVersion = "5.0",
+    default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
+) -> list[dict[str, Any]]:
+    """One series per analyte of ``analytes`` that has values, oldest point first: ``{analyte,
+    label, unit, lln, thresholds: [{grade, below}], points: [{at, value, grade, status,
+    derived}]}``, values in the analyte's canonical unit."""
     series = []
     known_sex = next((e.sex for e in reversed(state.history) if e.sex), None)
-    for analyte in TREND_ANALYTES.get(condition, ()):
+    for analyte in analytes:
         scale = CTCAE[version].get(analyte)
         points = []
         lln: float | None = None
