@@ -13,7 +13,7 @@ from monitor.clinical.context import Treatment, VitalSign, has_fever
 from monitor.clinical.detector import Detector
 from monitor.clinical.history import PatientState
 from monitor.clinical.watch import (
-    STABLE_WITHIN,
+    LOG_RCV,
     PatientSummary,
     days_since,
     direction,
@@ -123,8 +123,13 @@ def test_phase(days: int, phase: str | None) -> None:
 
 
 def test_direction_uses_the_reference_change_value() -> None:
-    # Hemoglobin RCV: 1.65 x sqrt(2) x sqrt(1.25) x 3% = 7.8%.
-    assert STABLE_WITHIN[Analyte.HEMOGLOBIN] == pytest.approx(0.0783, abs=1e-4)
+    # Log-normal RCV: 1.65 x sqrt(2) x sqrt(ln(1 + 1.25 CVi^2)); ANC (CVi 15%): 0.388, so a
+    # fall of 32% or a rise of 47% is significant; hemoglobin (3%): 0.078 (-7.5%, +8.1%).
+    assert LOG_RCV[Analyte.NEUTROPHILS] == pytest.approx(0.3885, abs=1e-3)
+    assert direction(Analyte.NEUTROPHILS, 3.4, 2.1) == "falling"  # -38%
+    assert direction(Analyte.NEUTROPHILS, 1.0, 0.7) == "stable"  # -30%
+    assert direction(Analyte.NEUTROPHILS, 1.0, 1.4) == "stable"  # +40%
+    assert direction(Analyte.NEUTROPHILS, 1.0, 1.5) == "rising"  # +50%
     assert direction(Analyte.HEMOGLOBIN, 10.0, 9.3) == "stable"
     assert direction(Analyte.HEMOGLOBIN, 10.0, 9.1) == "falling"
     assert direction(Analyte.HEMOGLOBIN, 10.0, 10.9) == "rising"
