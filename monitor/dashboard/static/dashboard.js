@@ -254,7 +254,7 @@
         class: p.febrile ? "febrile" : null,
       }, [
         el("td", { class: "patient", "data-testid": "watch-patient", text: p.patient }),
-        el("td", { "data-testid": "watch-ward", text: p.ward || "\u2014" }),
+        el("td", { class: "ward-col", "data-testid": "watch-ward", text: p.ward || "\u2014" }),
         el("td", { "data-testid": "watch-day" }, [
           el("span", { text: "day " + p.days_since_chemo }),
           el("span", { class: "phase " + p.phase, text: p.phase === "nadir" ? "nadir" : "before" }),
@@ -273,6 +273,8 @@
       return row;
     });
     $("watch-body").replaceChildren(...rows);
+    // One ward chosen: its name is in the selector, the column would only repeat it.
+    $("watchlist-table").classList.toggle("one-ward", Boolean(watch.ward));
     $("watch-empty").hidden = rows.length > 0;
     $("watch-count").textContent = String(rows.length);
     const w = watch.window;
