@@ -86,6 +86,13 @@ def lag_by_topic(
     return lag
 
 
+def _log_failed_summary(delivery: asyncio.Future[Any]) -> None:
+    """A summary the broker refused: log the exception class only (no patient data); the
+    patient's next event publishes a new one."""
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("patient summary not delivered (%s)", type(delivery.exception()).__name__)
+
+
 class MonitorApp:
     def __init__(self, settings: MonitorSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -173,10 +180,13 @@ class MonitorApp:
                 if delivered:
                     await asyncio.gather(*delivered)
                 self.processor.write(plan)
-                # Then the patient's watch-list summary (derived from the state just written),
-                # acknowledged before the offset can be committed, like the alerts.
-                if plan.after:
-                    await asyncio.gather(*[await self._publish(send) for send in plan.after])
+                # Then the patient's watch-list summary (derived from the state just written).
+                # Handed to the producer, not waited for: Faust flushes the producer before it
+                # commits offsets (Consumer._commit_offsets), so it is out before the input's
+                # offset is committed, with no extra acknowledgement wait per message.
+                for send in plan.after:
+                    delivery = await self._publish(send)
+                    asyncio.ensure_future(delivery).add_done_callback(_log_failed_summary)
             yield None
 
     async def _publish(self, send: Send) -> Awaitable[Any]:
