@@ -59,6 +59,11 @@ class MonitorSettings(BaseSettings):
     fhir_topic: str = Field(default="lab.fhir", pattern=r"^[A-Za-z0-9._-]+$")
     treatments_topic: str = Field(default="clinical.treatments", pattern=r"^[A-Za-z0-9._-]+$")
     vitals_topic: str = Field(default="clinical.vitals", pattern=r"^[A-Za-z0-9._-]+$")
+    # Compacted: the owning worker's latest summary of each patient in or near the nadir window,
+    # folded by every dashboard into the ward's watch list (docs/dashboard.md).
+    summaries_topic: str = Field(default="lab.cbc.patient-summaries", pattern=r"^[A-Za-z0-9._-]+$")
+    # The watch list shows patients this many days before the nadir window opens, too.
+    watch_lead_days: int = Field(default=3, ge=0, le=14)
     # IANA zone for HL7 times sent without an offset (else such a message is a dead letter).
     hl7_default_tz: str | None = None
     # Events dated more than this after their message was received are dead-lettered as

@@ -36,11 +36,26 @@ def episode_trend(
     version: CtcaeVersion = "5.0",
     default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
 ) -> list[dict[str, Any]]:
-    """One series per analyte of ``condition`` that has values, oldest point first."""
+    """One series per analyte of ``condition`` that has values, oldest point first; a point
+    whose grade change the RCV hysteresis held back for ``condition`` is ``suppressed``."""
+    held_back = frozenset(state.suppressed.get(condition, ()))
+    return analytes_trend(state, TREND_ANALYTES.get(condition, ()), version, default_lln, held_back)
+
+
+def analytes_trend(
+    state: PatientState,
+    analytes: tuple[Analyte, ...],
+    version: CtcaeVersion = "5.0",
+    default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
+    held_back: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """One series per analyte of ``analytes`` that has values, oldest point first: ``{analyte,
+    label, unit, lln, thresholds: [{grade, below}], points: [{at, value, grade, status,
+    derived, suppressed}]}``, values in the analyte's canonical unit; ``suppressed`` marks the
+    results in ``held_back`` (result ids whose grade change the RCV hysteresis held back)."""
     series = []
     known_sex = next((e.sex for e in reversed(state.history) if e.sex), None)
-    held_back = set(state.suppressed.get(condition, ()))
-    for analyte in TREND_ANALYTES.get(condition, ()):
+    for analyte in analytes:
         scale = CTCAE[version].get(analyte)
         points = []
         lln: float | None = None

@@ -247,7 +247,9 @@ async def run_demo_async(
                 {
                     settings.alerts_topic: settings.partitions,
                     settings.dlq_topic: settings.partitions,
+                    settings.summaries_topic: settings.partitions,
                 },
+                configs={settings.summaries_topic: {"cleanup.policy": "compact"}},
             )
             seen: set[str] = set()
             watcher = asyncio.create_task(_watch(broker.bootstrap, settings, report, seen, quiet))

@@ -24,6 +24,7 @@ from monitor.clinical.context import Treatment
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
 from monitor.clinical.model import CBCResult, parse_result
+from monitor.clinical.watch import last_chemo_at, patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
 
@@ -66,6 +67,8 @@ class Plan:
 
     sends: list[Send]
     write: tuple[bytes, bytes, PatientState] | None = None  # key, value, decoded state
+    # Derived data sent after the write (the patient's watch-list summary or its tombstone).
+    after: list[Send] = field(default_factory=list)
 
 
 FeedKind = Literal["result", "lab", "treatment", "vital"]
@@ -274,8 +277,28 @@ class ResultProcessor:
             )
             for alert in outcome.alerts
         ]
+        after = self._summary(patient_key, verdict.patient_id, outcome.state)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return Plan(sends, (patient_key, dumped, outcome.state))
+        return Plan(sends, (patient_key, dumped, outcome.state), after)
+
+    def _summary(self, key: bytes, patient_id: str, state: PatientState) -> list[Send]:
+        """The patient's watch-list summary; a tombstone once the last dose is past the
+        window; nothing for a patient with no chemotherapy known."""
+        summary = patient_summary(
+            state,
+            patient_id,
+            self.clock(),
+            window=self.detector.settings.nadir_window_days,
+            ctcae_version=self.detector.settings.ctcae_version,
+            default_lln=self.detector.settings.default_lln,
+        )
+        if summary is not None:
+            value: bytes | None = summary.model_dump_json().encode()
+        elif last_chemo_at(state) is not None:
+            value = None  # leaves every dashboard's watch list (and the compacted topic)
+        else:
+            return []
+        return [Send(self.settings.summaries_topic, key, value)]
 
     def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
         return apply_event(self.detector, feed.kind, state, item, raw, self.clock())

@@ -165,7 +165,18 @@ def test_snapshot_json_shape() -> None:
         view.apply(alert)
     now = datetime(2026, 11, 2, 11, 12, tzinfo=UTC)
     body = json.loads(json.dumps(view.snapshot(now, reveal=False, pseudonym=PSEUDONYM)))
-    assert set(body) == {"generated_at", "masked", "alerts_applied", "episodes", "counts", "recent"}
+    assert set(body) == {
+        "generated_at",
+        "masked",
+        "alerts_applied",
+        "ward",
+        "wards",
+        "episodes",
+        "counts",
+        "recent",
+    }
+    assert body["ward"] is None
+    assert body["wards"] == ["oncology-4b"]
     assert body["generated_at"] == now.isoformat()
     (episode,) = body["episodes"]
     assert set(episode) == {
@@ -225,3 +236,28 @@ def test_a_retraction_closes_the_episode_like_a_resolve() -> None:
     assert view.recent[0].event == "retracted"
     assert not view.apply(alerts[0].model_copy(update={"alert_id": "late"}))
     assert view.episodes == {}
+
+
+def test_a_ward_sees_only_its_episodes_counts_and_alerts() -> None:
+    view = DashboardView()
+    for alert in [
+        *first_alerts(cbc("a1", 0, patient_id="MRN-1", ward="oncology-4b", neutrophils=0.4)),
+        *first_alerts(cbc("b1", 1, patient_id="MRN-2", ward="hematology-2a", platelets=30)),
+        *first_alerts(cbc("c1", 2, patient_id="MRN-3", ward=None, platelets=60)),
+    ]:
+        view.apply(alert)
+    now = T0 + timedelta(hours=3)
+    every = view.snapshot(now, reveal=True, pseudonym=None, wards=["surgery-1"])
+    assert len(every["episodes"]) == 3
+    assert every["wards"] == ["hematology-2a", "oncology-4b", "surgery-1"]
+    ward = view.snapshot(now, reveal=True, pseudonym=None, ward="hematology-2a")
+    assert ward["ward"] == "hematology-2a"
+    assert [(e["patient"], e["condition"]) for e in ward["episodes"]] == [
+        ("MRN-2", "thrombocytopenia")
+    ]
+    assert {a["patient"] for a in ward["recent"]} == {"MRN-2"}
+    assert ward["counts"]["thrombocytopenia"] == {"1": 0, "2": 0, "3": 1, "4": 0}
+    assert ward["counts"]["neutropenia"] == {"1": 0, "2": 0, "3": 0, "4": 0}
+    assert every["counts"]["thrombocytopenia"] == {"1": 0, "2": 1, "3": 1, "4": 0}
+    # The selector still lists every ward while one is chosen.
+    assert ward["wards"] == ["hematology-2a", "oncology-4b"]
