@@ -34,6 +34,7 @@ from monitor.clinical.evaluation import DAY_S, lower_limit
 from monitor.clinical.grading import CTCAE, CtcaeVersion, grade_with_scale
 from monitor.clinical.history import PatientState
 from monitor.clinical.units import CANONICAL_UNIT, from_canonical
+from monitor.clinical.variation import NoiseModel, relative_change
 
 Direction = Literal["falling", "rising", "stable"]
 Phase = Literal["approaching", "nadir"]
@@ -41,26 +42,10 @@ Phase = Literal["approaching", "nadir"]
 # The counts a ward watches through the nadir, in the order shown.
 WATCHED: tuple[Analyte, ...] = (Analyte.NEUTROPHILS, Analyte.PLATELETS, Analyte.HEMOGLOBIN)
 
-# A change smaller than the reference change value is noise, "stable" (CLINICAL.md s.6). The
-# log-normal (asymmetric) RCV, which suits large CVs such as neutrophils (CLINICAL.md s.6;
-# Fokkema MR et al., Clin Chem 2006;52:1602-3): a change is significant when
-# |ln(latest / previous)| >= Z x sqrt(2) x sigma, sigma = sqrt(ln(1 + CVa^2 + CVi^2)), one-sided
-# Z = 1.65 (a direction is asked), CVa the desirable imprecision 0.5 x CVi (Fraser CG,
-# Biological Variation, AACC Press 2001). CVi: Coskun A et al., Clin Chem Lab Med 2020;58:25-32
-# (doi 10.1515/cclm-2019-0658): erythrocyte parameters below 3%, platelets and leukocytes
-# 5-15%; taken at the orders of magnitude CLINICAL.md s.6 gives: hemoglobin 3%, platelets 8%,
-# neutrophils 15%. So a fall of about 7.5% (hemoglobin), 19% (platelets), 32% (ANC) or more is
-# "falling"; a rise of about 8%, 23%, 47% or more is "rising".
-RCV_Z = 1.65
-WITHIN_SUBJECT_CV: dict[Analyte, float] = {
-    Analyte.HEMOGLOBIN: 0.03,
-    Analyte.PLATELETS: 0.08,
-    Analyte.NEUTROPHILS: 0.15,
-}
-LOG_RCV: dict[Analyte, float] = {
-    a: RCV_Z * math.sqrt(2) * math.sqrt(math.log(1 + cv**2 + (0.5 * cv) ** 2))
-    for a, cv in WITHIN_SUBJECT_CV.items()
-}
+# A change smaller than the reference change value is noise, "stable" (CLINICAL.md s.6): the
+# same cited CVi/CVa table and one-sided Z as the detector's hysteresis (monitor.clinical.
+# variation: log-normal RCV for the counts, symmetric for hemoglobin).
+DIRECTION_NOISE = NoiseModel()
 
 
 class LatestCount(BaseModel):
@@ -137,14 +122,18 @@ def phase_of(days: int, window: tuple[int, int], lead_days: int) -> Phase | None
     return None
 
 
-def direction(analyte: Analyte, previous: float, latest: float) -> Direction:
-    """``stable`` within the analyte's log-normal reference change value (``LOG_RCV``) of the
-    previous value, else ``falling`` or ``rising``; values in the same (canonical) unit. With a
-    zero value, any change is one."""
-    if previous <= 0 or latest <= 0:
+def direction(
+    analyte: Analyte, previous: float, latest: float, noise: NoiseModel = DIRECTION_NOISE
+) -> Direction:
+    """``stable`` within the analyte's reference change value (``monitor.clinical.variation``,
+    values clamped to its floor) of the previous value, else ``falling`` or ``rising``; values
+    in the same (canonical) unit. An analyte without variation figures: any change is one."""
+    limits = noise.limits(analyte.value)
+    if limits is None:
         return "stable" if latest == previous else ("rising" if latest > previous else "falling")
-    change = math.log(latest / previous)
-    if abs(change) < LOG_RCV.get(analyte, 0.0):
+    variation, rcv = limits
+    change = relative_change(variation, previous, latest)
+    if rcv.down < change < rcv.up:
         return "stable"
     return "falling" if change < 0 else "rising"
 

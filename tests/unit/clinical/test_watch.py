@@ -13,7 +13,6 @@ from monitor.clinical.context import Treatment, VitalSign, has_fever
 from monitor.clinical.detector import Detector
 from monitor.clinical.history import PatientState
 from monitor.clinical.watch import (
-    LOG_RCV,
     PatientSummary,
     days_since,
     direction,
@@ -123,16 +122,18 @@ def test_phase(days: int, phase: str | None) -> None:
 
 
 def test_direction_uses_the_reference_change_value() -> None:
-    # Log-normal RCV: 1.65 x sqrt(2) x sqrt(ln(1 + 1.25 CVi^2)); ANC (CVi 15%): 0.388, so a
-    # fall of 32% or a rise of 47% is significant; hemoglobin (3%): 0.078 (-7.5%, +8.1%).
-    assert LOG_RCV[Analyte.NEUTROPHILS] == pytest.approx(0.3885, abs=1e-3)
+    # The cited table (monitor.clinical.variation), one-sided Z 1.65. ANC: CVi 12.5 %, CVa
+    # 6.25 %, log-normal: a fall of 27.7 % or a rise of 38.3 % is real. Hemoglobin: CVi 2.74 %,
+    # CVa 1.37 %, symmetric: 1.65 x sqrt(2) x 3.06 % = 7.1 %.
     assert direction(Analyte.NEUTROPHILS, 3.4, 2.1) == "falling"  # -38%
-    assert direction(Analyte.NEUTROPHILS, 1.0, 0.7) == "stable"  # -30%
-    assert direction(Analyte.NEUTROPHILS, 1.0, 1.4) == "stable"  # +40%
-    assert direction(Analyte.NEUTROPHILS, 1.0, 1.5) == "rising"  # +50%
-    assert direction(Analyte.HEMOGLOBIN, 10.0, 9.3) == "stable"
-    assert direction(Analyte.HEMOGLOBIN, 10.0, 9.1) == "falling"
-    assert direction(Analyte.HEMOGLOBIN, 10.0, 10.9) == "rising"
+    assert direction(Analyte.NEUTROPHILS, 1.0, 0.75) == "stable"  # -25%
+    assert direction(Analyte.NEUTROPHILS, 1.0, 0.7) == "falling"  # -30%
+    assert direction(Analyte.NEUTROPHILS, 1.0, 1.35) == "stable"  # +35%
+    assert direction(Analyte.NEUTROPHILS, 1.0, 1.4) == "rising"  # +40%
+    assert direction(Analyte.HEMOGLOBIN, 10.0, 9.35) == "stable"  # -6.5%
+    assert direction(Analyte.HEMOGLOBIN, 10.0, 9.2) == "falling"  # -8%
+    assert direction(Analyte.HEMOGLOBIN, 10.0, 10.8) == "rising"  # +8%
+    # Counts are clamped to the analyte's floor (0.1 x10^9/L for ANC) before the ratio.
     assert direction(Analyte.NEUTROPHILS, 0.0, 0.0) == "stable"
     assert direction(Analyte.NEUTROPHILS, 0.0, 0.2) == "rising"
 
