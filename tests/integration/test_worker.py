@@ -282,7 +282,9 @@ def sentinels(tag: str) -> list[Message]:
     out = []
     for partition in range(PARTITIONS):
         pid = patient_id(f"{tag}-sentinel-{partition}")
-        value = raw(f"{pid}-r1", 24 * 60, pid, neutrophils=0.3)
+        # Collected on 2026-11-21, after every cohort result and before the day the suite runs
+        # (a result collected in the future is dead-lettered, not graded).
+        value = raw(f"{pid}-r1", 24 * 20, pid, neutrophils=0.3)
         out.append(Message(pid.encode(), value, partition))
     return out
 
