@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from monitor.adapters.intake import Rejected, validate_message
+from monitor.adapters.rows import Parsed
 from monitor.clinical.alert import Alert, format_alert
 from monitor.clinical.detector import Detector, DetectorSettings
 from monitor.clinical.model import describe_validation_error, parse_result
@@ -158,8 +159,13 @@ def cmd_send(args: argparse.Namespace) -> int:
             errors += 1
             print(f"{path}: {position}: {verdict.reason}", file=sys.stderr)
             continue
-        first = verdict[0] if isinstance(verdict, list) else verdict
-        messages.append((first.patient_id.encode(), message))
+        if isinstance(verdict, Parsed):
+            for rejection in verdict.rejections:  # the worker will dead-letter these rows
+                print(f"{path}: {position}: row {rejection.describe()}", file=sys.stderr)
+            first = verdict.results[0] if verdict.results else None
+        else:
+            first = verdict
+        messages.append((first.patient_id.encode() if first is not None else None, message))
     if errors:
         print(f"cbc-monitor: {errors} invalid entries in {path}; nothing sent", file=sys.stderr)
         return 1

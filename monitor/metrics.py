@@ -34,6 +34,8 @@ INVALID_REASONS = (
     "not_utf8",
     "processing_error",
     "unmappable",
+    "rows_rejected",
+    "implausible",
 )
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from monitor.adapters.fhir import parse_fhir
-from monitor.adapters.hl7v2 import parse_oru
+from monitor.adapters.canonical import read_result
+from monitor.adapters.fhir import read_fhir
+from monitor.adapters.hl7v2 import read_oru
 from monitor.adapters.intake import Rejected, dead_letter_headers, validate_message
+from monitor.adapters.rows import Parsed
 from monitor.adapters.vitals import parse_vital
 from monitor.clinical.context import Treatment
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
-from monitor.clinical.model import CBCResult, parse_result
+from monitor.clinical.model import CBCResult
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
 
@@ -72,7 +74,10 @@ FeedKind = Literal["result", "lab", "treatment", "vital"]
 
 @dataclass(frozen=True, slots=True)
 class Feed:
-    """An input topic: how its messages are parsed and where they are handled by patient."""
+    """An input topic: how its messages are parsed and where they are handled by patient.
+
+    Result and lab feeds parse to ``rows.Parsed`` (results and rejected rows), treatments and
+    vitals to their event."""
 
     kind: FeedKind
     parse: Callable[[bytes], Any]
@@ -86,12 +91,12 @@ def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
     vitals = f"{settings.vitals_topic}.by-patient"
     local_codes = settings.local_codes()
     default_tz = settings.hl7_default_zone()
-    hl7 = functools.partial(parse_oru, local_codes=local_codes, default_tz=default_tz)
-    fhir = functools.partial(parse_fhir, local_codes=local_codes)
+    hl7 = functools.partial(read_oru, local_codes=local_codes, default_tz=default_tz)
+    fhir = functools.partial(read_fhir, local_codes=local_codes)
     treatment = Treatment.model_validate_json
     return {
-        settings.results_topic: Feed("result", parse_result, results),
-        results: Feed("result", parse_result, results),
+        settings.results_topic: Feed("result", read_result, results),
+        results: Feed("result", read_result, results),
         settings.hl7v2_topic: Feed("lab", hl7, results),
         settings.fhir_topic: Feed("lab", fhir, results),
         settings.treatments_topic: Feed("treatment", treatment, treatments),
@@ -204,18 +209,28 @@ class ResultProcessor:
             return Plan([self._dead_letter(raw, key, origin, verdict)])
         assert raw is not None
         if feed.kind == "lab":
-            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient.
-            results: list[CBCResult] = verdict
+            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient; the rows left
+            # out go to the dead-letter topic once, here.
+            parsed: Parsed = verdict
+            results: list[CBCResult] = parsed.results
             return Plan([
-                Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
-                     origin_headers(origin))
-                for r in results
+                *(Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
+                       origin_headers(origin)) for r in results),
+                *self._rows_dead_letter(raw, key, origin, parsed),
             ])  # fmt: skip
+        rows_dead_letter: list[Send] = []
+        if feed.kind == "result":
+            parsed = verdict
+            if not parsed.results:  # every component was left out
+                return Plan(self._rows_dead_letter(raw, key, origin, parsed))
+            verdict = parsed.results[0]
         patient_key = verdict.patient_id.encode()
         if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
-            # all of a patient's events in order.
+            # all of a patient's events in order. Rows left out are dead-lettered there.
             return Plan([Send(feed.by_patient, patient_key, raw, origin_headers(origin))])
+        if feed.kind == "result":
+            rows_dead_letter = self._rows_dead_letter(raw, key, origin, parsed)
         stored = self.table.get(patient_key)
         state = self._states.get(patient_key, stored)
         # The detector changes the state in place: until ``write`` stores it, the cache must not
@@ -228,7 +243,8 @@ class ResultProcessor:
             self.metrics.processing_seconds.observe(time.perf_counter() - started)
             if stored is not None and state is not None:
                 self._states.put(patient_key, stored, state)  # unchanged
-            return Plan([])
+            # A redelivery's rows were dead-lettered the first time.
+            return Plan(rows_dead_letter if outcome.disposition == "stale" else [])
         dumped = dump_state(outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
@@ -245,7 +261,7 @@ class ResultProcessor:
             for alert in outcome.alerts
         ]
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return Plan(sends, (patient_key, dumped, outcome.state))
+        return Plan([*sends, *rows_dead_letter], (patient_key, dumped, outcome.state))
 
     def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
         return apply_event(self.detector, feed.kind, state, item, raw, self.clock())
@@ -274,6 +290,15 @@ class ResultProcessor:
                 tally[(condition, grade)] += 1
         self.metrics.patients_tracked.set(patients)
         self.metrics.set_episodes(tally)
+
+    def _rows_dead_letter(
+        self, raw: bytes, key: bytes | None, origin: Origin, parsed: Parsed
+    ) -> list[Send]:
+        """The dead letter of a message some rows of which were left out (none if none were)."""
+        if not parsed.rejections:
+            return []
+        rejected = Rejected(parsed.dead_letter_code, parsed.reason, "RowsRejected")
+        return [self._dead_letter(raw, key, origin, rejected)]
 
     def _dead_letter(
         self, raw: bytes | None, key: bytes | None, origin: Origin, rejected: Rejected

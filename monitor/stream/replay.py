@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from monitor.adapters.errors import RowRejection
 from monitor.adapters.intake import Rejected, validate_message
+from monitor.adapters.rows import Parsed
 from monitor.clinical.alert import Alert
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, raw_fingerprint
@@ -51,6 +53,10 @@ class ReplayReport:
     dead_letters: Counter[str] = field(default_factory=Counter)  # dead-letter code -> count
     treatments: Counter[str] = field(default_factory=Counter)  # disposition -> count
     vitals: Counter[str] = field(default_factory=Counter)  # disposition -> count
+    # Rows left out of messages that were otherwise read: (message number from 1, rejection).
+    row_rejections: list[tuple[int, RowRejection]] = field(default_factory=list)
+    # Messages rejected whole: (message number from 1, rejection).
+    rejected_messages: list[tuple[int, Rejected]] = field(default_factory=list)
 
 
 def replay_values(
@@ -103,7 +109,10 @@ def replay_messages(
 
     Each message is parsed by its feed's ``parse`` (``feeds_of(settings)``, after the same size
     and encoding checks as the worker); a message the worker would dead-letter is counted under
-    its code in ``dead_letters`` (and its reason in ``invalid``). Results go to
+    its code in ``dead_letters`` (and its reason in ``invalid``, and in ``rejected_messages``);
+    a message some rows of which were left out is counted under ``rows_rejected`` or
+    ``implausible`` and its rows listed in ``row_rejections``, its readable rows read. Results
+    go to
     ``Detector.process`` (an HL7 v2 or FHIR message as the canonical results it becomes, each
     fingerprinted as the JSON the worker forwards), treatments to ``process_treatment`` and
     temperatures to ``process_vital``, with one state per patient: what the service would do
@@ -124,7 +133,7 @@ def replay_messages(
             if on_alert is not None:
                 on_alert(alert)
 
-    for message in messages:
+    for number, message in enumerate(messages, start=1):
         feed = by_topic.get(message.topic)
         if feed is None:
             raise ValueError(f"unknown feed {message.topic!r}")
@@ -135,13 +144,22 @@ def replay_messages(
         if isinstance(verdict, Rejected):
             report.dead_letters[verdict.code] += 1
             report.invalid[verdict.reason] += 1
+            report.rejected_messages.append((number, verdict))
             continue
-        if feed.kind == "lab":
-            # The worker forwards each result as canonical JSON and processes that.
-            forwarded = [r.model_dump_json().encode() for r in verdict]
+        if isinstance(verdict, Parsed):
+            if verdict.rejections:
+                report.dead_letters[verdict.dead_letter_code] += 1
+                report.invalid[verdict.reason] += 1
+                report.row_rejections.extend((number, r) for r in verdict.rejections)
+            results = verdict.results
+        if feed.kind == "result":
             events: list[tuple[FeedKind, Any, bytes]] = [
-                ("result", parse_result(raw), raw) for raw in forwarded
+                ("result", r, message.value) for r in results
             ]
+        elif feed.kind == "lab":
+            # The worker forwards each result as canonical JSON and processes that.
+            forwarded = [r.model_dump_json().encode() for r in results]
+            events = [("result", parse_result(raw), raw) for raw in forwarded]
         else:
             events = [(feed.kind, verdict, message.value)]
         for kind, item, raw in events:

@@ -10,6 +10,10 @@ Rules (see the adapter brief and CLINICAL.md section 3):
 - When one specimen sends an analyte twice, a row replaces an earlier one of equal or lower
   rank (preliminary, final, corrected). The result is corrected if any used row is C,
   preliminary if all used rows are preliminary, else final.
+- A CBC row that cannot be used (``segments.read_obx`` raises ``RowError``) and a row the
+  plausibility check rejects (``rows.screen``) are left out and listed in ``Parsed.rejections``;
+  every other row is read. A result with a row left out is ``partial`` (it merges into what is
+  known of its specimen instead of replacing it).
 - The result is validated by ``CBCResult.model_validate`` as JSON input is.
 
 Every ``AdapterError`` message names segments, fields and set ids, never a value from the message.
@@ -25,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from monitor.adapters.errors import AdapterError
+from monitor.adapters.errors import AdapterError, RowError, RowRejection
 from monitor.adapters.hl7v2.encoding import Segment, split_segments
 from monitor.adapters.hl7v2.segments import (
     Observation,
@@ -36,10 +40,11 @@ from monitor.adapters.hl7v2.segments import (
     read_pid,
     specimen_id,
 )
+from monitor.adapters.rows import Parsed, screen
 from monitor.clinical.analytes import Analyte
 from monitor.clinical.model import CBCResult, describe_validation_error
 
-__all__ = ["parse_oru"]
+__all__ = ["parse_oru", "read_oru"]
 
 # When one specimen sends an analyte twice, a row replaces an earlier one of equal or lower rank.
 _RANK = {"preliminary": 0, "final": 1, "corrected": 2}
@@ -96,7 +101,8 @@ def _result(
     result_id: str,
     members: list[tuple[_Panel, list[Observation]]],
     default_tz: tzinfo | None,
-) -> CBCResult:
+    rejections: list[RowRejection],
+) -> CBCResult | None:
     first = members[0][0]
     if any(panel.patient != first.patient for panel, _ in members):
         raise AdapterError(f"{first.label}: panels of one specimen id name different patients")
@@ -115,6 +121,12 @@ def _result(
             earlier = chosen.get(row.analyte)
             if earlier is None or _RANK[row.status] >= _RANK[earlier.status]:
                 chosen[row.analyte] = row
+    left_out = screen({a: (row.value, row.unit, row.where) for a, row in chosen.items()})
+    for rejection in left_out:
+        chosen = {a: row for a, row in chosen.items() if row.where != rejection.where}
+    rejections.extend(left_out)
+    if not chosen:
+        return None
     statuses = {row.status for row in chosen.values()}
     if "corrected" in statuses:
         status = "corrected"
@@ -136,11 +148,54 @@ def _result(
         "sex": first.patient.sex,
         "components": components,
         "context": {"ward": first.patient.ward},
+        # A row of this specimen was left out: merge into what is known of it, never replace.
+        "partial": any(
+            r.where.startswith(f"{panel.label}, ") for panel, _ in members for r in rejections
+        ),
     }
     try:
         return CBCResult.model_validate(document)
     except ValidationError as exc:
         raise AdapterError(f"{first.label}: {describe_validation_error(exc)}") from None
+
+
+def read_oru(
+    message: bytes | str,
+    *,
+    local_codes: Mapping[str, Analyte] | None = None,
+    default_tz: tzinfo | None = None,
+) -> Parsed:
+    """The CBC results of one HL7 v2 ORU^R01 message, one per specimen, in message order,
+    built from its readable rows, and the rows left out (position and cause, no values).
+
+    Raises AdapterError (a ValueError) when the message cannot give a patient, a specimen or a
+    collection time, or has no CBC row at all.
+    """
+    segments = split_segments(message)
+    check_msh(segments[0])
+    groups: dict[str, list[tuple[_Panel, list[Observation]]]] = {}
+    rejections: list[RowRejection] = []
+    for panel in _panels(segments):
+        rows: list[Observation] = []
+        for obx, label in panel.observations:
+            try:
+                row = read_obx(obx, label, local_codes)
+            except RowError as exc:
+                rejections.append(exc.rejection)
+                continue
+            if row is not None:
+                rows.append(row)
+        if rows:
+            key = specimen_id(panel.obr, panel.specimen, panel.label)
+            groups.setdefault(key, []).append((panel, rows))
+    if not groups and not rejections:
+        raise AdapterError("no CBC component in any OBX")
+    results = [
+        result
+        for result_id, members in groups.items()
+        if (result := _result(result_id, members, default_tz, rejections)) is not None
+    ]
+    return Parsed(results, rejections)
 
 
 def parse_oru(
@@ -149,23 +204,9 @@ def parse_oru(
     local_codes: Mapping[str, Analyte] | None = None,
     default_tz: tzinfo | None = None,
 ) -> list[CBCResult]:
-    """The CBC results of one HL7 v2 ORU^R01 message, one per specimen, in message order.
-
-    Raises AdapterError (a ValueError) when the message cannot give a patient, a specimen, a
-    collection time or any CBC component, or a CBC row is inconsistent.
-    """
-    segments = split_segments(message)
-    check_msh(segments[0])
-    groups: dict[str, list[tuple[_Panel, list[Observation]]]] = {}
-    for panel in _panels(segments):
-        rows = [
-            row
-            for obx, label in panel.observations
-            if (row := read_obx(obx, label, local_codes)) is not None
-        ]
-        if rows:
-            key = specimen_id(panel.obr, panel.specimen, panel.label)
-            groups.setdefault(key, []).append((panel, rows))
-    if not groups:
-        raise AdapterError("no CBC component in any OBX")
-    return [_result(result_id, members, default_tz) for result_id, members in groups.items()]
+    """``read_oru``, strict: raises AdapterError naming the first rejected row when any row was
+    left out (for callers that have no dead-letter path for rows)."""
+    parsed = read_oru(message, local_codes=local_codes, default_tz=default_tz)
+    if parsed.rejections:
+        raise AdapterError(parsed.rejections[0].describe())
+    return parsed.results
