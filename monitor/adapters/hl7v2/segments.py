@@ -67,7 +67,8 @@ _SKIPPED = frozenset({"X", "D", "W", "N", "I", "O"})
 _SN_COMPARATORS = frozenset({"", "=", "<", ">", "<=", ">=", "<>"})
 _NUMBER = NUMBER
 _TEXT_TYPES = frozenset({"NM", "ST", "TX", "FT"})
-_UNIT_STUB = re.compile(r"\d+")  # what `10^3/uL` leaves in OBX-6.1 when `^` is unescaped
+# What `10^3/uL` or `x10^9/L` leaves in OBX-6.1 when its `^` is not escaped (`\S\`).
+_UNIT_STUB = re.compile(r"[xX]?\d+")
 _NM = re.compile(rf"[+-]?{_NUMBER}")
 _RANGE = re.compile(rf"\s*({_NUMBER})\s*-\s*{_NUMBER}\s*")
 _LOWER_BOUND = re.compile(rf"\s*>=?\s*({_NUMBER})\s*")
