@@ -14,13 +14,14 @@ All values are in canonical units (``units.CANONICAL_UNIT``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from monitor.clinical.analytes import Analyte
 from monitor.clinical.units import CANONICAL_UNIT, to_canonical
 
-__all__ = ["LIMITS", "Finding", "Limit", "implausible"]
+__all__ = ["LIMITS", "Finding", "Limit", "implausible", "shown_unit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,15 @@ class Finding:
     reason: str
 
 
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+
+
+def shown_unit(unit: str) -> str:
+    """A unit as a reason may repeat it: UCUM annotations (``{cells}``, free text a sender could
+    fill with anything) are blanked to ``{}``, and the length is bounded."""
+    return _ANNOTATION.sub("{}", unit)[:32]
+
+
 def _range_finding(analyte: Analyte, value: float, unit: str) -> Finding | None:
     limit = LIMITS[analyte]
     if limit.low <= value <= limit.high:
@@ -101,7 +111,7 @@ def _range_finding(analyte: Analyte, value: float, unit: str) -> Finding | None:
     return Finding(
         (analyte,),
         f"implausible {analyte}: outside the possible range {limit.low:g}-{limit.high:g} "
-        f"{CANONICAL_UNIT[analyte]} (unit read: {unit})",
+        f"{CANONICAL_UNIT[analyte]} (unit read: {shown_unit(unit)})",
     )
 
 
@@ -136,7 +146,7 @@ def implausible(values: Mapping[Analyte, tuple[float, str]]) -> list[Finding]:
                 Finding(
                     (analyte,),
                     f"implausible {analyte}: above {CORROBORATE_ABOVE:g} 10^9/L without a WBC "
-                    f"of the same specimen to confirm it (unit read: {units[analyte]})",
+                    f"of the same specimen to confirm it (unit read: {shown_unit(units[analyte])})",
                 )
             )
     if wbc is not None:
@@ -192,6 +202,7 @@ def _mchc(canonical: dict[Analyte, float], units: Mapping[Analyte, str]) -> list
         Finding(
             (Analyte.HEMOGLOBIN, Analyte.HEMATOCRIT),
             f"implausible: hemoglobin and hematocrit imply an MCHC outside {low:g}-{high:g} g/dL "
-            f"(units read: {units[Analyte.HEMOGLOBIN]}, {units[Analyte.HEMATOCRIT]})",
+            f"(units read: {shown_unit(units[Analyte.HEMOGLOBIN])}, "
+            f"{shown_unit(units[Analyte.HEMATOCRIT])})",
         )
     ]

@@ -19,10 +19,11 @@ How a unit string is read (``factor``, cached per distinct (analyte, string)):
 
 Anything else raises ``UnknownUnitError``: rejected rather than guessed.
 
-Measured cost (2-core development machine, ``/tmp/research/ucum.md`` and
-``tests/unit/clinical/test_units.py``): an alias hit 0.75 us uncached, 0.4 us cached; the first
-UCUM parse in a process about 1.5 s (import 0.27 s and registry build 1.2 s, once); then about
-4.5 ms per distinct unit string the first time it is seen and 0.4 us afterwards (the cache).
+Measured cost (2-core development machine; ``/tmp/research/ucum.md``, re-measured on this
+branch with the machine loaded by other jobs): an alias hit costs 0.4-0.65 us cached and
+0.75-1.0 us uncached. The first unit the table does not hold builds the UCUM registry, once per
+process: about 1.5 s (4.6 s loaded). Each distinct unit string then costs about 4.5 ms the first
+time it is seen (median of 7 strings: 4.5 ms) and 0.4-0.65 us afterwards (the ``lru_cache``).
 Real feeds send a few dozen distinct strings, so the parser's cost is paid a few dozen times
 per process.
 

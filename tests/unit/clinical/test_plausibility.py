@@ -108,3 +108,10 @@ def test_a_differential_inside_its_wbc_is_never_rejected(
         A.PLATELETS: (platelets, "10*9/L"),
     }
     assert implausible(values) == []
+
+
+def test_a_ucum_annotation_is_never_repeated_in_a_reason() -> None:
+    # `{...}` is free text in UCUM (ignored by the parser): a sender could put anything there.
+    (finding,) = implausible({A.WBC: (2_000_000.0, "{SmithJohn}/uL")})
+    assert "Smith" not in finding.reason
+    assert "{}/uL" in finding.reason
