@@ -10,19 +10,17 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from monitor.adapters.intake import Rejected, validate_message
 from monitor.adapters.rows import Parsed
 from monitor.clinical.alert import Alert, format_alert
 from monitor.clinical.detector import Detector, DetectorSettings
-from monitor.clinical.model import describe_validation_error, parse_result
 from monitor.kafka.clients import bootstrap_of, follow, publish
 from monitor.settings import MonitorSettings, load_settings
-from monitor.stream.replay import replay_messages, replay_values
+from monitor.stream.replay import replay_messages
 
 
 def _security(settings: MonitorSettings) -> dict[str, Any]:
@@ -48,46 +46,99 @@ def _print_summary(alerts: Sequence[Alert], results: int, invalid: int) -> None:
 
 def cmd_demo_offline(args: argparse.Namespace) -> int:
     """Replay a simulated chemotherapy cohort through the detector, without Kafka."""
-    from monitor.sim.cohort import CohortSpec, simulate_cohort
+    from monitor.local.demo import hysteresis_effect
 
-    messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
-    detector = Detector(DetectorSettings(ctcae_version=args.ctcae_version))
+    messages = _cohort(args)
+    detector = Detector(
+        DetectorSettings(ctcae_version=args.ctcae_version, hysteresis=not args.every_crossing)
+    )
     report = replay_messages(
         messages, detector=detector, on_alert=lambda alert: print(format_alert(alert))
     )
     _print_summary(report.alerts, report.results, sum(report.invalid.values()))
+    settings = MonitorSettings(ctcae_version=args.ctcae_version, hysteresis=not args.every_crossing)
+    print(hysteresis_effect(messages, settings).describe())
     for reason, count in report.invalid.most_common(10):
         print(f"  dead letter x{count}: {reason}")
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _FileMessage:
+    topic: str  # the logical feed (replay.topic_names)
+    value: bytes
+
+
+# The logical feed of each ``replay --format``.
+_REPLAY_FEED = {"json": "results", "hl7v2": "hl7v2", "fhir": "fhir"}
+
+
+def rejection_lines(position: int, rejected: Rejected) -> list[str]:
+    """How the message tester reports a dead letter: ``message N rejected (CODE): REASON``.
+
+    This is the one place for row-level lines: a dead letter for rows left out of a message
+    that was otherwise read (``rejected.rows``) gets one ``message N row K rejected (CODE):
+    REASON`` line per row, K the row's position (``OBR 1, OBX 2``, ``entry[3].resource``,
+    ``components.neutrophils``) and CODE its cause (``adapters.errors.ROW_CAUSES``).
+    """
+    if rejected.rows:
+        return [
+            f"message {position} row {row.where} rejected ({row.cause}): {row.reason}"
+            for row in rejected.rows
+        ]
+    return [f"message {position} rejected ({rejected.code}): {rejected.reason}"]
+
+
+def _cohort(args: argparse.Namespace) -> list[Any]:
+    """The simulated messages ``args`` ask for: the main cohort, or with ``--noisy`` the noisy
+    cohort (counts on grade boundaries with CVi and CVa noise, monitor.sim.noisy)."""
+    if getattr(args, "noisy", False):
+        from monitor.sim.noisy import NoisySpec, simulate_noisy_cohort
+
+        return list(
+            simulate_noisy_cohort(NoisySpec(seed=args.seed, patients=args.patients, days=args.days))
+        )
+    from monitor.sim.cohort import CohortSpec, simulate_cohort
+
+    return list(simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days)))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Run a JSON-lines file of canonical results through the detector and print the alerts."""
+    """The offline message tester: run a file through the worker's parsing and the detector.
+
+    Each alert the file would raise is printed as one JSON line on stdout; each rejected message
+    (or row) on stderr. ``message N`` counts the messages of the file from 1 (HL7: one per MSH;
+    FHIR: the document, or each JSON line; JSON: each non-blank line). MONITOR_* settings apply
+    (default zone, local codes, CTCAE version, future tolerance). Exit 0 when every message was
+    read, 1 when any message or row was rejected, 2 when the file cannot be read.
+    """
+    settings = load_settings()
+    if args.ctcae_version is not None:
+        settings = settings.model_copy(update={"ctcae_version": args.ctcae_version})
     path = Path(args.file)
     try:
-        lines = path.read_bytes().splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         print(f"cbc-monitor: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    values: list[bytes] = []
-    errors = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            parse_result(line)
-        except ValidationError as exc:
-            errors += 1
-            print(f"{path}:{number}: {describe_validation_error(exc)}", file=sys.stderr)
-            continue
-        values.append(line)
-    if errors:
-        print(f"cbc-monitor: {errors} invalid line(s) in {path}; nothing replayed", file=sys.stderr)
-        return 1
-    detector = Detector(DetectorSettings(ctcae_version=args.ctcae_version))
-    report = replay_values(values, detector, on_alert=lambda a: print(a.model_dump_json()))
-    print(f"{report.results} results, {len(report.alerts)} alerts", file=sys.stderr)
-    return 0
+    feed = _REPLAY_FEED[args.format]
+    messages = [_FileMessage(feed, value) for _, value in split_messages(data, args.format)]
+    rejections = 0
+
+    def on_reject(position: int, rejected: Rejected) -> None:
+        nonlocal rejections
+        rejections += 1
+        for line in rejection_lines(position, rejected):
+            print(line, file=sys.stderr)
+
+    report = replay_messages(
+        messages, settings, on_alert=lambda a: print(a.model_dump_json()), on_reject=on_reject
+    )
+    print(
+        f"{len(messages)} messages, {len(report.alerts)} alerts, {rejections} rejected",
+        file=sys.stderr,
+    )
+    return 1 if rejections else 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -99,7 +150,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the embedded Tansu broker in the foreground (Ctrl-C stops it)."""
-    from monitor.local.broker import run_foreground
+    from monitor.local.foreground import run_foreground
 
     print(f"embedded broker on 127.0.0.1:{args.port} (kafka://127.0.0.1:{args.port})", flush=True)
     return run_foreground(args.port)
@@ -181,10 +232,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Publish a simulated cohort (malformed messages, redeliveries and late results included)."""
     from monitor.local.demo import publish_messages
-    from monitor.sim.cohort import CohortSpec, simulate_cohort
 
     settings = load_settings()
-    messages = simulate_cohort(CohortSpec(seed=args.seed, patients=args.patients, days=args.days))
+    messages = _cohort(args)
     if args.expected:
         expected = replay_messages(messages, settings)
         with Path(args.expected).open("w") as out:
@@ -256,6 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=40)
     demo.add_argument("--days", type=int, default=42)
     demo.add_argument("--ctcae-version", choices=["5.0", "6.0"], default="5.0")
+    demo.add_argument(
+        "--noisy", action="store_true", help="with --offline: the noisy cohort (monitor.sim.noisy)"
+    )
+    demo.add_argument(
+        "--every-crossing",
+        action="store_true",
+        help="with --offline: hysteresis off (announce every grade crossing)",
+    )
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--rate", type=float, default=150.0, help="messages per second")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -266,9 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    replay = sub.add_parser("replay", help="run a JSON-lines file through the detector offline")
+    replay = sub.add_parser(
+        "replay",
+        help="offline message tester: print the alerts a file would raise and what is rejected",
+    )
     replay.add_argument("file")
-    replay.add_argument("--ctcae-version", choices=["5.0", "6.0"], default="5.0")
+    replay.add_argument(
+        "--format",
+        choices=sorted(_REPLAY_FEED),
+        default="json",
+        help="json: canonical results (JSON lines); hl7v2: ORU^R01 messages (one per MSH); "
+        "fhir: a FHIR resource or bundle, or JSON lines of them",
+    )
+    replay.add_argument(
+        "--ctcae-version", choices=["5.0", "6.0"], default=None, help="default: the setting"
+    )
     replay.set_defaults(func=cmd_replay)
 
     worker = sub.add_parser("worker", help="run a worker (settings from MONITOR_* variables)")
@@ -295,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--days", type=int, default=42)
     simulate.add_argument("--rate", type=float, default=None, help="messages per second")
     simulate.add_argument("--expected", help="also write the alerts it should produce here")
+    simulate.add_argument(
+        "--noisy",
+        action="store_true",
+        help="the noisy cohort: counts on grade boundaries with biological and analytical noise",
+    )
     simulate.set_defaults(func=cmd_simulate)
 
     tail = sub.add_parser("tail", help="follow the alert topic")

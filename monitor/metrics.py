@@ -36,6 +36,7 @@ INVALID_REASONS = (
     "unmappable",
     "rows_rejected",
     "implausible",
+    "collected_in_future",
 )
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

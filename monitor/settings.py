@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,8 +59,16 @@ class MonitorSettings(BaseSettings):
     fhir_topic: str = Field(default="lab.fhir", pattern=r"^[A-Za-z0-9._-]+$")
     treatments_topic: str = Field(default="clinical.treatments", pattern=r"^[A-Za-z0-9._-]+$")
     vitals_topic: str = Field(default="clinical.vitals", pattern=r"^[A-Za-z0-9._-]+$")
+    # Compacted: the owning worker's latest summary of each patient in or near the nadir window,
+    # folded by every dashboard into the ward's watch list (docs/dashboard.md).
+    summaries_topic: str = Field(default="lab.cbc.patient-summaries", pattern=r"^[A-Za-z0-9._-]+$")
+    # The watch list shows patients this many days before the nadir window opens, too.
+    watch_lead_days: int = Field(default=3, ge=0, le=14)
     # IANA zone for HL7 times sent without an offset (else such a message is a dead letter).
     hl7_default_tz: str | None = None
+    # Events dated more than this after their message was received are dead-lettered as
+    # ``collected_in_future`` (clock skew allowance; monitor.adapters.future explains 5).
+    future_tolerance_minutes: float = Field(default=5.0, ge=0, le=1440)
     # JSON file mapping a site's local result codes to analytes, e.g. {"WBCX": "wbc"}.
     local_codes_file: Path | None = None
     # The embedded broker slows sharply above 8 partitions (DESIGN.md): keep the default low.
@@ -102,6 +110,9 @@ class MonitorSettings(BaseSettings):
     history_max_days: float = Field(default=90, gt=0)
     history_max_results: int = Field(default=50, ge=2, le=1000)
     pancytopenia_window_hours: float = Field(default=72, gt=0)
+    # RCV hysteresis (issue 10, monitor.clinical.variation): false announces every crossing.
+    hysteresis: bool = True
+    rcv_z: float = Field(default=1.65, gt=0, le=4)
 
     @field_validator("broker_url")
     @classmethod
@@ -197,6 +208,9 @@ class MonitorSettings(BaseSettings):
     def hl7_default_zone(self) -> tzinfo | None:
         return ZoneInfo(self.hl7_default_tz) if self.hl7_default_tz else None
 
+    def future_tolerance(self) -> timedelta:
+        return timedelta(minutes=self.future_tolerance_minutes)
+
     def local_codes(self) -> dict[str, Analyte] | None:
         return _read_local_codes(self.local_codes_file) if self.local_codes_file else None
 
@@ -208,6 +222,8 @@ class MonitorSettings(BaseSettings):
             history_max_days=self.history_max_days,
             history_max_results=self.history_max_results,
             pancytopenia_window_hours=self.pancytopenia_window_hours,
+            hysteresis=self.hysteresis,
+            rcv_z=self.rcv_z,
         )
 
     @property

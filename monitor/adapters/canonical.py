@@ -64,7 +64,8 @@ def _without_bad_components(raw: bytes, exc: ValidationError) -> Parsed:
         raise exc
     document["partial"] = True
     result = CBCResult.model_validate(document)  # the identity must still be valid
-    return Parsed([result] if result.components else [], rejections)
+    # A result whose only content is a retraction still withdraws its analytes.
+    return Parsed([result] if result.components or result.retracted else [], rejections)
 
 
 def read_result(raw: bytes | str) -> Parsed:
@@ -86,6 +87,6 @@ def read_result(raw: bytes | str) -> Parsed:
     dropped = {r.where for r in left_out}
     kept = {a: c for a, c in result.components.items() if f"components.{a}" not in dropped}
     rejections = [*parsed.rejections, *left_out]
-    if not kept:
+    if not kept and not result.retracted:
         return Parsed([], rejections)
     return Parsed([result.model_copy(update={"components": kept, "partial": True})], rejections)

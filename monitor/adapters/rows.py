@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from monitor.adapters.errors import RowRejection
+from monitor.adapters.intake import Rejected
 from monitor.clinical.analytes import Analyte
 from monitor.clinical.model import CBCResult
 from monitor.clinical.plausibility import implausible
@@ -49,6 +50,13 @@ class Parsed:
             parts.append(f"and {len(self.rejections) - _LISTED} more rows")
         kept = sum(len(r.components) for r in self.results)
         return f"{len(self.rejections)} rows rejected, {kept} read: " + "; ".join(parts)
+
+    def rejected(self) -> Rejected | None:
+        """The message's dead letter for its rejected rows (code, reason, the rows), or None
+        when no row was left out."""
+        if not self.rejections:
+            return None
+        return Rejected(self.dead_letter_code, self.reason, "RowsRejected", tuple(self.rejections))
 
 
 def screen(rows: Mapping[Analyte, tuple[float, str, str]]) -> list[RowRejection]:

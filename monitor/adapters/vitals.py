@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from monitor.adapters.errors import AdapterError
 from monitor.clinical.context import VitalSign
+from monitor.clinical.model import describe_validation_error
 
 BODY_TEMPERATURE_LOINC = "8310-5"
 _USABLE_STATUS = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -59,7 +60,8 @@ def vital_from_fhir(raw: bytes) -> VitalSign:
         return VitalSign.model_validate(body)
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-        raise AdapterError(f"Observation lacks a usable {fields or 'value'}") from None
+        detail = describe_validation_error(exc)  # names fields, never values
+        raise AdapterError(f"Observation lacks a usable {fields or 'value'} ({detail})") from None
 
 
 def _dict(value: Any) -> dict[str, Any]:

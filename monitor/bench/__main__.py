@@ -15,6 +15,7 @@ from pathlib import Path
 from monitor.bench.adapters import measure_adapters
 from monitor.bench.alert_fold import measure_alert_folds
 from monitor.bench.detector import cohort_values, measure_detector
+from monitor.bench.hysteresis import measure_fatigue, noisy_values
 from monitor.bench.passthrough import measure_passthrough
 from monitor.bench.service import measure_latency, measure_memory, measure_throughput
 from monitor.local.broker import EmbeddedBroker
@@ -24,11 +25,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="print the measured figures")
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke check")
     parser.add_argument("--detector-only", action="store_true")
+    parser.add_argument(
+        "--hysteresis-only",
+        action="store_true",
+        help="only the alert-fatigue figures on the noisy cohort (RCV hysteresis off and on)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = 5_000 if args.quick else 30_000
     patients = 5_000 if args.quick else 100_000
     latency_seconds = 5.0 if args.quick else 20.0
+
+    noisy = noisy_values()
+    for label, on in (("off", False), ("on", True)):
+        report = measure_fatigue(noisy, hysteresis=on)
+        print(
+            f"noisy cohort ({report.results:,} results, {report.patients} patients), "
+            f"hysteresis {label}: {report.describe()}",
+            flush=True,
+        )
+    if args.hysteresis_only:
+        return
 
     values = cohort_values()
     rate, alerts = measure_detector(values)

@@ -122,7 +122,8 @@ def _routing_key(path: Path | None) -> str:
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     from monitor.bridge.metrics import MetricsServerError, start_metrics_server
-    from monitor.bridge.runner import Bridge, BridgeFailedError, BridgeOptions, Output
+    from monitor.bridge.options import BridgeOptions
+    from monitor.bridge.runner import Bridge, BridgeFailedError, Output
     from monitor.kafka.security import KafkaSecurityError
 
     settings = load_settings()

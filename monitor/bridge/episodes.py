@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from monitor.clinical.alert import SEVERITY_BY_GRADE, Alert, Severity
+from monitor.clinical.alert import CLOSING_EVENTS, SEVERITY_BY_GRADE, Alert, Severity
 
 #: Closed episodes remembered (so late repeats of their alerts are recognised); oldest go first.
 CLOSED_EPISODES_KEPT = 100_000
@@ -29,11 +29,12 @@ class Episode:
 
     @property
     def open(self) -> bool:
-        return self.last.event != "resolved"
+        return self.last.event not in CLOSING_EVENTS
 
     @property
     def grade(self) -> int:
-        """The current grade; for a closed episode, the grade it had when it was resolved."""
+        """The current grade; for a closed episode, the grade it had when it was resolved (or
+        its result retracted)."""
         return self.last.grade if self.open else self.last.previous_grade
 
     @property

@@ -19,7 +19,8 @@ A lock makes the follow loop and the keep-alive take turns, so a keep-alive neve
 labelset that an alert retired meanwhile. A record that is not an alert, or that fails to apply,
 is logged by position, counted (``monitor_bridge_records_skipped_total``) and passed over
 rather than stopping paging. Logs name partitions, offsets, exception classes and HTTP
-statuses, never an alert's content.
+statuses, never an alert's content. The posts with their retries are
+:mod:`monitor.bridge.poster`'s, the start offsets and commits :mod:`monitor.bridge.offsets`'s.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from typing import Any, Protocol
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from monitor.bridge.episodes import Change, EpisodeBook
-from monitor.bridge.metrics import BridgeMetrics, Outcome
+from monitor.bridge.metrics import BridgeMetrics
+from monitor.bridge.offsets import commit, commit_floors, start_offsets, unstall
+from monitor.bridge.options import BridgeOptions
+from monitor.bridge.poster import Poster, StopRequestedError
 from monitor.clinical.alert import Alert
 from monitor.kafka.security import aiokafka_security_kwargs
 from monitor.settings import MonitorSettings
@@ -68,20 +71,6 @@ class Output(Protocol):
     ) -> Sequence[Any]: ...
 
 
-@dataclass(frozen=True)
-class BridgeOptions:
-    url: str  # where every request body is POSTed
-    group: str
-    resend_interval: float  # seconds between keep-alives
-    initial_backoff: float = 0.5
-    max_backoff: float = 30.0
-    http_timeout: float = 10.0
-
-
-class StopRequestedError(Exception):
-    """The bridge was asked to stop while a post was still being retried."""
-
-
 class BridgeFailedError(Exception):
     """A part of the bridge died of an unexpected error; the process must exit non-zero so
     that its supervisor restarts it. The message names the exception class only."""
@@ -96,79 +85,6 @@ class Rebuilt:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
-    """Doubling delays from ``initial``, capped at ``maximum``."""
-    delay = initial / 2
-
-    def following() -> float:
-        nonlocal delay
-        delay = min(maximum, delay * 2)
-        return delay
-
-    return following
-
-
-class Poster:
-    """POSTs JSON bodies to one URL until each is accepted (2xx), or the bridge stops.
-
-    Every attempt is counted by outcome; ``retrying`` is 1 from a post's first failure until it
-    is accepted (a stop while retrying leaves it at 1: the post never went through)."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        name: str,
-        options: BridgeOptions,
-        stopping: asyncio.Event,
-        metrics: BridgeMetrics | None = None,
-    ) -> None:
-        self._session = session
-        self._name = name
-        self._options = options
-        self._stopping = stopping
-        self.metrics = metrics if metrics is not None else BridgeMetrics(name)
-        self.posted = 0
-
-    async def post(self, body: Any) -> None:
-        delays = backoff_delays(self._options.initial_backoff, self._options.max_backoff)
-        retrying = False
-        while True:
-            outcome: Outcome
-            try:
-                async with self._session.post(self._options.url, json=body) as response:
-                    if 200 <= response.status < 300:
-                        self.metrics.post_attempt("ok")
-                        if retrying:
-                            self.metrics.retry_ended()
-                        self.posted += 1
-                        return
-                    outcome, problem = "http_error", f"answered HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                outcome, problem = "unreachable", f"unreachable ({type(exc).__name__})"
-            self.metrics.post_attempt(outcome)
-            if not retrying:
-                retrying = True
-                self.metrics.retry_started()
-            delay = delays()
-            log.warning("%s %s; retrying in %.1f s", self._name, problem, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-            if self._stopping.is_set():
-                raise StopRequestedError
-
-
-def start_offsets(
-    committed: Mapping[TopicPartition, int | None],
-) -> dict[TopicPartition, int | None]:
-    """Per partition, the offset from which the group has not handled the changes: its commit,
-    or 0 for a partition it never committed while it has commits elsewhere (nothing from that
-    partition was ever posted). A group without any commit gets None everywhere: a first run,
-    whose start-up sync covers every open episode instead."""
-    if all(offset is None for offset in committed.values()):
-        return dict.fromkeys(committed)
-    return {tp: offset or 0 for tp, offset in committed.items()}
 
 
 def decode(record: Any) -> Alert | None:
@@ -339,7 +255,7 @@ class Bridge:
                     if await reader.position(tp) >= targets[tp]:
                         remaining.discard(tp)
                 if remaining and time.monotonic() - last_record > STALL_SECONDS:
-                    remaining = await _unstall(reader, remaining)
+                    remaining = await unstall(reader, remaining)
                     last_record = time.monotonic()
         finally:
             await reader.stop()
@@ -412,19 +328,19 @@ class Bridge:
         while not self._stopping.is_set():
             batch = await consumer.getmany(timeout_ms=500)
             if pending:
-                await _commit_floors(consumer, pending)
+                await commit_floors(consumer, pending)
             for tp, records in batch.items():
                 uncommitted: int | None = None
                 for record in records:
                     if record.offset < floors.get(tp, 0):
                         continue  # rebuilt and synced at start
                     if await self._handle(record, poster):
-                        await _commit(consumer, tp, record.offset + 1)
+                        await commit(consumer, tp, record.offset + 1)
                         uncommitted = None
                     else:
                         uncommitted = record.offset + 1
                 if uncommitted is not None:
-                    await _commit(consumer, tp, uncommitted)
+                    await commit(consumer, tp, uncommitted)
 
     def start_keepalive(self, poster: Poster) -> asyncio.Task[None]:
         """The keep-alive task; if it dies of an unexpected error the bridge stops and
@@ -454,44 +370,3 @@ class Bridge:
             async with self._lock:
                 for body in self.output.keepalive(self.book, self.clock()):
                     await poster.post(body)
-
-
-async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
-    """Commit; a failure (a rebalance took the partition) only means a redelivery, which the
-    book recognises as a repeat."""
-    try:
-        await consumer.commit({tp: offset})
-    except KafkaError as exc:
-        log.warning("commit on partition %d failed (%s)", tp.partition, type(exc).__name__)
-        return False
-    return True
-
-
-async def _commit_floors(consumer: AIOKafkaConsumer, pending: dict[TopicPartition, int]) -> None:
-    """Commit the start-up targets of the pending partitions the group now holds (unless its
-    commit is already further), so that every partition has a commit once the start-up sync is
-    posted; a partition whose commit failed stays pending for the next round."""
-    assigned = consumer.assignment()
-    for tp in [tp for tp in pending if tp in assigned]:
-        try:
-            committed = await consumer.committed(tp)
-        except KafkaError as exc:
-            log.warning(
-                "reading the commit of partition %d failed (%s)", tp.partition, type(exc).__name__
-            )
-            continue
-        if (committed is None or committed < pending[tp]) and not await _commit(
-            consumer, tp, pending[tp]
-        ):
-            continue
-        del pending[tp]
-
-
-async def _unstall(reader: AIOKafkaConsumer, remaining: set[TopicPartition]) -> set[TopicPartition]:
-    """Stop waiting for partitions that have no more records (their end moved back, e.g.
-    trailing control records); the group consumer reads whatever follows."""
-    ends = await reader.end_offsets(list(remaining))
-    still = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
-    for tp in remaining - still:
-        log.warning("rebuild: partition %d ended before its expected offset", tp.partition)
-    return still

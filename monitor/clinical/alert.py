@@ -8,7 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-Event = Literal["new", "worsened", "improved", "resolved"]
+Event = Literal["new", "worsened", "improved", "resolved", "retracted"]
+# Events that close an episode: ``resolved`` (counts recovered) and ``retracted`` (the lab
+# withdrew the result the episode stood on, so the cytopenia never was).
+CLOSING_EVENTS: frozenset[str] = frozenset({"resolved", "retracted"})
 Severity = Literal["info", "warning", "critical"]
 LlnSource = Literal["lab", "patient", "default-female", "default-male", "default-unknown-sex"]
 
@@ -18,7 +21,7 @@ SEVERITY_BY_GRADE: dict[int, Severity] = {1: "info", 2: "warning", 3: "critical"
 
 
 def severity_of(event: Event, grade: int) -> Severity:
-    if event in ("improved", "resolved"):
+    if event in ("improved", "resolved", "retracted"):
         return "info"
     return SEVERITY_BY_GRADE[grade]
 
@@ -90,6 +93,18 @@ class Alert(BaseModel):
     ward: str | None = None
     temperature_c: float | None = None  # the fever behind a febrile neutropenia alert
     components: dict[str, LineValue] | None = None
+    # Why it fired (issue 10), optional so alerts written before them still read. ``why``:
+    # "every-crossing" (hysteresis off), "worse-than-reached" (a new episode or a grade worse
+    # than the episode had reached: never held back), "beyond-rcv" (moved beyond the reference
+    # change value from ``compared_with``), "not-comparable" (no comparable earlier value).
+    # ``change`` and ``rcv`` are fractions of ``compared_with`` (-0.3: 30 % lower); ``rcv`` is
+    # the limit in the direction of the change; ``rcv_exceeded`` whether the change passed it.
+    hysteresis: bool = False
+    why: str | None = None
+    compared_with: float | None = None
+    change: float | None = None
+    rcv: float | None = None
+    rcv_exceeded: bool | None = None
     summary: str
 
 

@@ -41,6 +41,37 @@ class Sex(StrEnum):
     MALE = "male"
 
 
+# How feeds spell sex, lower-cased. HL7 v2 PID-8 (table 0001: F female, M male, O other,
+# U unknown, A ambiguous, N not applicable), FHIR AdministrativeGender (male, female, other,
+# unknown) and the words written out by LIS exports in any case. Only female and male choose a
+# sex-specific default limit; every other spelling, and any spelling not listed, is unknown sex:
+# the lower limit applies and the alert says so (CLINICAL.md section 1).
+SEX_SPELLINGS: dict[str, Sex | None] = {
+    "f": Sex.FEMALE,
+    "female": Sex.FEMALE,
+    "woman": Sex.FEMALE,
+    "m": Sex.MALE,
+    "male": Sex.MALE,
+    "man": Sex.MALE,
+    "o": None,
+    "other": None,
+    "u": None,
+    "unknown": None,
+    "a": None,
+    "ambiguous": None,
+    "n": None,
+    "not applicable": None,
+}
+
+
+def read_sex(text: str | None) -> Sex | None:
+    """The sex a feed's spelling names (``"M"``, ``"Male"``, ``"FEMALE"``, ``"female"``), else
+    None (unknown: other, unknown, ambiguous, not applicable, empty, or anything unlisted)."""
+    if not text:
+        return None
+    return SEX_SPELLINGS.get(text.strip().lower())
+
+
 # Analytes whose value is graded directly, and the condition each one drives.
 # Anemia falls back to the red cell count when a result carries no hemoglobin (see detector).
 CONDITION_OF: dict[Analyte, Condition] = {

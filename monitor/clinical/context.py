@@ -13,9 +13,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.clinical.model import Identifier
+from monitor.clinical.model import EventTime, Identifier
 
 TreatmentKind = Literal["chemotherapy", "gcsf", "rbc_transfusion", "platelet_transfusion"]
 
@@ -40,7 +40,7 @@ class Treatment(BaseModel):
     event_id: Identifier
     patient_id: Identifier
     kind: TreatmentKind
-    given_at: AwareDatetime
+    given_at: EventTime
     agent: str | None = Field(default=None, max_length=64)
 
 
@@ -49,7 +49,7 @@ class VitalSign(BaseModel):
 
     observation_id: Identifier
     patient_id: Identifier
-    measured_at: AwareDatetime
+    measured_at: EventTime
     temperature: float = Field(allow_inf_nan=False)
     unit: Literal["Cel", "C", "degC", "[degF]", "degF", "F"] = "Cel"
 

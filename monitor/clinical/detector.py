@@ -14,7 +14,9 @@ How a result becomes events:
    baselines but cannot change a grade: it emits no page about the past.
 3. The evaluated grade is compared with the condition's episode: 0/unknown to >= 1 is ``new``,
    a rise ``worsened``, a fall that stays >= 1 ``improved``, back to 0 ``resolved``; an
-   unchanged or unknown grade emits nothing.
+   unchanged or unknown grade emits nothing. With ``hysteresis`` (the default), a change that
+   is within the analyte's reference change value of the value that set the announced state
+   is held back, except a grade worse than the episode has reached (``episodes.decide``).
 
 This module is the facade that orders those steps; the steps live beside it: evaluation (step 2)
 in ``evaluation``, the transition (step 3) in ``episodes``, and the alert it emits in ``summary``.
@@ -28,9 +30,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.clinical.alert import Alert
+from monitor.clinical.alert import Alert, Event
 from monitor.clinical.analytes import DEFAULT_LLN, Analyte, Condition, Sex
-from monitor.clinical.context import Treatment, VitalSign
+from monitor.clinical.context import FEBRILE_ANC_BELOW, Treatment, VitalSign
 from monitor.clinical.delta import DELTA_LIMITS, specimen_suspect
 from monitor.clinical.episodes import Trigger, transition
 from monitor.clinical.evaluation import (
@@ -41,10 +43,19 @@ from monitor.clinical.evaluation import (
     Graded,
 )
 from monitor.clinical.grading import CtcaeVersion
-from monitor.clinical.history import STATUS_RANK, Entry, PatientState, entry_from_result, merge_part
+from monitor.clinical.history import (
+    STATUS_RANK,
+    Anchor,
+    Entry,
+    PatientState,
+    entry_from_result,
+    merge_part,
+    without,
+)
 from monitor.clinical.model import CBCResult
 from monitor.clinical.summary import AlertWriter
 from monitor.clinical.units import to_canonical
+from monitor.clinical.variation import DEFAULT_Z, VARIATION, NoiseModel, Variation
 
 Disposition = Literal["accepted", "duplicate", "stale"]
 
@@ -67,6 +78,11 @@ class DetectorSettings(BaseModel):
     transfusion_explains_hours: float = Field(default=24, gt=0)
     default_lln: dict[Analyte, dict[Sex, float]] = Field(default_factory=lambda: DEFAULT_LLN)
     delta_limits: dict[Analyte, float] = Field(default_factory=lambda: DELTA_LIMITS)
+    # RCV hysteresis (issue 10; variation.py): announce only changes beyond the noise, except a
+    # grade worse than the episode has reached. False: every grade crossing, as before.
+    hysteresis: bool = True
+    rcv_z: float = Field(default=DEFAULT_Z, gt=0, le=4)  # one-sided 95 %, variation.py
+    variation: dict[Analyte, Variation] = Field(default_factory=lambda: VARIATION)
 
     @model_validator(mode="after")
     def _ordered_nadir_window(self) -> DetectorSettings:
@@ -98,11 +114,17 @@ class Detector:
             febrile_window_hours=self.settings.febrile_window_hours,
             transfusion_explains_hours=self.settings.transfusion_explains_hours,
         )
+        self._noise = (
+            NoiseModel(self.settings.rcv_z, self.settings.variation)
+            if self.settings.hysteresis
+            else None
+        )
         self._writer = AlertWriter(
             ctcae_version=self.settings.ctcae_version,
             page_grade=self.settings.page_grade,
             nadir_window_days=self.settings.nadir_window_days,
             default_lln=self.settings.default_lln,
+            hysteresis=self.settings.hysteresis,
         )
 
     # --- public ---------------------------------------------------------------------------
@@ -122,8 +144,21 @@ class Detector:
         state = state if state is not None else PatientState()
         self._evaluator.forget()
         entry = entry_from_result(result, content_hash)
+        if result.status == "retracted":
+            return self._retract(state, result, entry, None, now)
+        tombstone = state.retraction(entry.result_id)
+        if tombstone is not None:
+            # The specimen was retracted: a redelivered or older version stays out; only a new
+            # version more settled than the one removed (a re-issued correction) comes back.
+            _, removed_status, removed_content = tombstone
+            if entry.fingerprint == removed_content or STATUS_RANK[entry.status] <= STATUS_RANK.get(
+                removed_status, 0
+            ):
+                return Outcome(state, (), "stale")
+            state.forget_retraction(entry.result_id)
         touched = set(entry.readings)
         index = state.find(entry.result_id)
+        previous: Entry | None = None
         if index is not None:
             previous = state.history[index]
             if previous.fingerprint == entry.fingerprint:
@@ -132,10 +167,23 @@ class Detector:
                 return Outcome(state, (), "stale")
             if result.partial:
                 entry = merge_part(previous, entry)
-                if (entry.readings, entry.status) == (previous.readings, previous.status):
-                    return Outcome(state, (), "duplicate")  # a part already merged in
-            del state.history[index]
+            if result.retracted:
+                entry = without(entry, result.retracted)
+            if result.partial and (entry.readings, entry.status) == (
+                previous.readings,
+                previous.status,
+            ):
+                return Outcome(state, (), "duplicate")  # a part already merged in
             touched = set(entry.readings) | set(previous.readings)
+        elif result.retracted:
+            entry = without(entry, result.retracted)
+        if result.retracted and not entry.readings:
+            if index is None:
+                return Outcome(state, (), "stale")  # values withdrawn from nothing we hold
+            # Every value of the specimen is withdrawn: the whole specimen is retracted.
+            return self._retract(state, result, entry, index, now)
+        if index is not None:
+            del state.history[index]
         self._update_context(state, result, entry)
         state.insert(entry)
         state.prune(self._max_age_s, self.settings.history_max_results)
@@ -146,10 +194,27 @@ class Detector:
         suspect: str | None = None
         suspect_checked = False
         alerts: list[Alert] = []
+        # What the lab withdrew, with the counts derived from it (a withdrawn differential
+        # takes its derived ANC along).
+        withdrawn = (
+            set(previous.readings) - set(entry.readings)
+            if result.retracted and previous is not None
+            else set()
+        )
         for condition in Condition:
             if not (CONDITION_ANALYTES[condition] & touched):
                 continue
             graded = self._evaluator.evaluate(state, condition)
+            if withdrawn & CONDITION_ANALYTES[condition]:
+                assert previous is not None
+                # A value this condition stood on was withdrawn: re-evaluated like a retraction.
+                trigger = Trigger(
+                    result.patient_id, entry.result_id, entry.result_id, result.collected_at
+                )
+                alert = self._reevaluate(state, condition, graded, trigger, previous, emitted_at)
+                if alert is not None:
+                    alerts.append(alert)
+                continue
             if graded is None:
                 continue
             if not suspect_checked:
@@ -168,6 +233,65 @@ class Detector:
             if alert is not None:
                 alerts.append(alert)
         return Outcome(state, tuple(alerts), "accepted")
+
+    def _retract(
+        self,
+        state: PatientState,
+        result: CBCResult,
+        entry: Entry,
+        index: int | None,
+        now: datetime | None,
+    ) -> Outcome:
+        """Withdraw a whole specimen from the history and re-evaluate what it bore on.
+
+        A redelivered retraction (nothing left to remove, already remembered) is a duplicate.
+        The conditions its analytes drive are evaluated again on the history without it: an
+        episode whose basis is gone (no value left, or a normal one) closes with ``retracted``;
+        one an earlier abnormal value still supports moves to that value's grade
+        (``improved``/``worsened``; ``new`` if the retracted result had resolved it).
+        """
+        if index is None:
+            index = state.find(entry.result_id)
+        if index is None:
+            if state.retraction(entry.result_id) is not None:
+                return Outcome(state, (), "duplicate")
+            # Retracted before it arrived: remember it, so the original stays out when it comes.
+            state.remember_retraction(entry.result_id, "final", "")
+            return Outcome(state, (), "accepted")
+        removed = state.history.pop(index)
+        state.remember_retraction(removed.result_id, removed.status, removed.fingerprint)
+        if not removed.alertable:
+            return Outcome(state, (), "accepted")
+        emitted_at = now or datetime.now(UTC)
+        trigger = Trigger(
+            result.patient_id, removed.result_id, removed.result_id, result.collected_at
+        )
+        alerts: list[Alert] = []
+        for condition in Condition:
+            if not (CONDITION_ANALYTES[condition] & set(removed.readings)):
+                continue
+            graded = self._evaluator.evaluate(state, condition)
+            alert = self._reevaluate(state, condition, graded, trigger, removed, emitted_at)
+            if alert is not None:
+                alerts.append(alert)
+        return Outcome(state, tuple(alerts), "accepted")
+
+    def _reevaluate(
+        self,
+        state: PatientState,
+        condition: Condition,
+        graded: Graded | None,
+        trigger: Trigger,
+        removed: Entry,
+        emitted_at: datetime,
+    ) -> Alert | None:
+        """The episode of ``condition`` after values of ``removed`` were withdrawn."""
+        if graded is None:
+            # Nothing left to grade on: the episode's basis is gone.
+            graded = Graded(0, removed, None, None, None, None)
+        return self._transition(
+            state, condition, graded, trigger, graded.entry, emitted_at, None, closing="retracted"
+        )
 
     def process_vital(
         self, state: PatientState | None, vital: VitalSign, now: datetime | None = None
@@ -229,9 +353,22 @@ class Detector:
         entry: Entry,
         emitted_at: datetime,
         suspect: str | None,
+        closing: Event = "resolved",
     ) -> Alert | None:
         """Move the condition's episode to the evaluated grade; the alert if it changed."""
-        change = transition(state, condition, graded.grade, trigger, entry)
+        observed, comparable = observed_value(condition, graded)
+        change = transition(
+            state,
+            condition,
+            graded.grade,
+            trigger,
+            entry,
+            observed,
+            self._noise,
+            comparable,
+            observed_lines(graded),
+            closing,
+        )
         if change is None:
             return None
         return self._writer.alert(
@@ -258,3 +395,34 @@ class Detector:
                 for analyte, o in context.lln_overrides.items()
             }
             state.overrides_at = entry.collected_at
+
+
+def observed_value(condition: Condition, graded: Graded) -> tuple[Anchor | None, bool]:
+    """The one value behind a graded condition, and whether hysteresis may compare it.
+
+    (None, False) for pancytopenia (three lines, no single value: ``observed_lines``). A
+    febrile neutropenia keeps its ANC as the anchor, but only an exit by ANC >= 1.0 is
+    compared: a change the fever drives is not a lab value whose noise can be judged.
+    """
+    reading = graded.reading
+    if graded.lines is not None or reading is None or graded.analyte is None:
+        return None, False
+    anchor = Anchor(graded.analyte.value, reading.value, graded.entry.result_id, reading.derived)
+    if condition is Condition.FEBRILE_NEUTROPENIA:
+        return anchor, graded.grade == 0 and reading.value >= FEBRILE_ANC_BELOW
+    return anchor, True
+
+
+def observed_lines(graded: Graded) -> dict[str, tuple[Anchor, int]] | None:
+    """Pancytopenia's cell lines: name -> (the line's value, its grade); None otherwise."""
+    if graded.lines is None:
+        return None
+    lines: dict[str, tuple[Anchor, int]] = {}
+    for name, line in graded.lines.items():
+        if line.reading is None or line.analyte is None:
+            return None
+        anchor = Anchor(
+            line.analyte.value, line.reading.value, line.entry.result_id, line.reading.derived
+        )
+        lines[name] = (anchor, line.grade)
+    return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -20,6 +21,9 @@ from monitor.clinical.model import CBCResult
 from monitor.clinical.units import CANONICAL_UNIT, to_canonical
 
 STATUS_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
+
+# Retracted specimens remembered per patient (so a redelivered original does not come back).
+RETRACTIONS_KEPT = 50
 
 
 class Reading(NamedTuple):
@@ -55,15 +59,31 @@ class Entry(NamedTuple):
         return (self.collected_at, self.result_id)
 
 
+class Anchor(NamedTuple):
+    """The value that set an episode's announced state (what hysteresis compares with)."""
+
+    analyte: str
+    value: float  # canonical unit (units.CANONICAL_UNIT), as Reading.value
+    result_id: str
+    derived: bool  # ANC/ALC computed from a differential: not comparable with a counted one
+
+
 @dataclass(slots=True)
 class Episode:
-    """The state of one (patient, condition): open while ``grade`` >= 1."""
+    """The state of one (patient, condition): open while ``grade`` >= 1.
+
+    ``grade`` is the announced grade (the last alert's). The fields after ``changed_at`` came
+    with the RCV hysteresis and default so that state written before it still loads.
+    """
 
     grade: int
     number: int  # episodes opened so far for this condition; part of the dedup key
     dedup_key: str
     opened_at: float
     changed_at: float  # collected_at of the result that set the current grade
+    worst_grade: int = 0  # the worst grade announced in this episode (0: unknown, old state)
+    anchor: Anchor | None = None  # the value behind the last announced transition
+    line_anchors: dict[str, Anchor] | None = None  # pancytopenia: each line's value there
 
 
 @dataclass(slots=True)
@@ -79,6 +99,37 @@ class PatientState:
     # (measured_at, Celsius, observation id).
     doses: list[tuple[float, str, str]] = field(default_factory=list)
     temperatures: list[tuple[float, float, str]] = field(default_factory=list)
+    # Specimens the lab retracted: (result id, status and fingerprint of the version removed).
+    retractions: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def retraction(self, result_id: str) -> tuple[str, str, str] | None:
+        return next((r for r in self.retractions if r[0] == result_id), None)
+
+    def remember_retraction(self, result_id: str, status: str, content: str) -> None:
+        """Remember that ``result_id`` was retracted (its removed version's status and hash)."""
+        self.forget_retraction(result_id)
+        self.retractions.append((result_id, status, content))
+        del self.retractions[:-RETRACTIONS_KEPT]
+
+    def forget_retraction(self, result_id: str) -> None:
+        self.retractions[:] = [r for r in self.retractions if r[0] != result_id]
+
+    # Per condition, the results whose grade change the hysteresis held back as within the RCV
+    # (result ids, oldest first; only ids still in the history are kept).
+    suppressed: dict[str, list[str]] = field(default_factory=dict)
+
+    def mark_suppressed(self, condition: str, result_id: str, announced: bool) -> None:
+        """Record whether ``result_id``'s grade change for ``condition`` was held back."""
+        ids = self.suppressed.get(condition, [])
+        if announced:
+            if result_id in ids:
+                ids.remove(result_id)
+        elif result_id not in ids:
+            ids.append(result_id)
+        if ids:
+            self.suppressed[condition] = ids
+        else:
+            self.suppressed.pop(condition, None)
 
     def add_dose(self, given_at: float, kind: str, event_id: str, keep_s: float) -> bool:
         """Record a treatment; False if it was already known (a redelivery)."""
@@ -107,6 +158,13 @@ class PatientState:
         cutoff = self.history[-1].collected_at - max_age_s
         kept = [e for e in self.history if e.collected_at >= cutoff]
         self.history = kept[-max_results:]
+        if self.suppressed:
+            present = {e.result_id for e in self.history}
+            self.suppressed = {
+                c: kept_ids
+                for c, ids in self.suppressed.items()
+                if (kept_ids := [r for r in ids if r in present])
+            }
 
     def open_episodes(self) -> dict[str, Episode]:
         return {c: e for c, e in self.episodes.items() if e.grade >= 1}
@@ -139,6 +197,7 @@ def fingerprint(result: CBCResult) -> str:
         context.ward,
         context.last_chemo_at.timestamp() if context.last_chemo_at else None,
         sorted((str(a), o.value, o.unit) for a, o in context.lln_overrides.items()),
+        sorted(str(a) for a in result.retracted),
     )
     return hashlib.blake2b(repr(content).encode(), digest_size=8).hexdigest()
 
@@ -205,6 +264,14 @@ def merge_part(previous: Entry, part: Entry) -> Entry:
     )
 
 
+def without(entry: Entry, analytes: Iterable[Analyte]) -> Entry:
+    """The entry with the measured ``analytes`` withdrawn, and counts derived from a
+    differential derived again from what is left (withdrawing a WBC withdraws its ANC)."""
+    gone = set(analytes)
+    readings = {a: r for a, r in entry.readings.items() if not r.derived and a not in gone}
+    return with_wire(entry._replace(readings=with_derived(readings)))
+
+
 def with_derived(readings: dict[Analyte, Reading]) -> dict[Analyte, Reading]:
     """Add ANC and ALC derived from WBC and a percent differential when not counted."""
     wbc = readings.get(Analyte.WBC)
@@ -249,6 +316,20 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
         "o": [{a.value: v for a, v in state.lln_overrides.items()}, state.overrides_at],
         "t": state.doses,
         "f": state.temperatures,
+        "r": state.retractions,
+        # Hysteresis fields in keys of their own: state written by this version still loads in
+        # the version before it (which reads only the keys above), so a rollback is safe.
+        "x": {
+            c: [
+                ep.worst_grade,
+                list(ep.anchor) if ep.anchor is not None else None,
+                {n: list(a) for n, a in ep.line_anchors.items()}
+                if ep.line_anchors is not None
+                else None,
+            ]
+            for c, ep in state.episodes.items()
+        },
+        "s": state.suppressed,
     }
 
 
@@ -279,6 +360,14 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         for rid, ts, status, fp, sex, readings, chemo in data["h"]
     ]
     episodes = {c: Episode(*values) for c, values in data["e"].items()}
+    for c, (worst, anchor, *more) in data.get("x", {}).items():
+        lines = more[0] if more else None
+        if c in episodes:
+            episodes[c].worst_grade = worst
+            episodes[c].anchor = _anchor(anchor) if anchor is not None else None
+            episodes[c].line_anchors = (
+                {n: _anchor(a) for n, a in lines.items()} if lines is not None else None
+            )
     overrides, overrides_at = data["o"]
     return PatientState(
         history=history,
@@ -290,7 +379,13 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         overrides_at=overrides_at,
         doses=[(d[0], d[1], d[2]) for d in data.get("t", [])],
         temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
+        retractions=[(r[0], r[1], r[2]) for r in data.get("r", [])],
+        suppressed={c: list(ids) for c, ids in data.get("s", {}).items()},
     )
+
+
+def _anchor(values: list[Any]) -> Anchor:
+    return Anchor(values[0], values[1], values[2], bool(values[3]))
 
 
 def dump_state(state: PatientState) -> bytes:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -20,13 +21,44 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.analytes import SEX_SPELLINGS, Analyte, Sex, read_sex
 from monitor.clinical.units import is_known_unit
 
-ResultStatus = Literal["final", "corrected", "preliminary"]
+# ``retracted``: the lab withdrew the whole specimen (HL7 OBX-11 W/D on every row, a FHIR
+# report entered-in-error); it carries no components and removes the specimen from history.
+ResultStatus = Literal["final", "corrected", "preliminary", "retracted"]
 
 # An identifier is printable text of bounded length: large enough for any LIS accession number.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
+
+
+# A date without a time of day ("2026-11-20", "20261120", "2026-11"): too coarse to order a
+# patient's results or to tell whether it lies in the future, so refused with a reason saying so.
+_DATE_ONLY = re.compile(r"\d{4}(?:-?\d{2}(?:-?\d{2})?)?")
+
+
+def _timestamp_text(value: object) -> object:
+    """Refuse what pydantic would otherwise read too generously: a date alone (it would become
+    midnight) and a bare number (it would become seconds since 1970: ``"20261120"`` is 1970-08-23).
+    Raises ValueError with a reason that names no value."""
+    if isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()):
+        raise ValueError("a date without a time of day; a time and a zone offset are required")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a number, not an ISO 8601 date and time with a zone offset")
+    return value
+
+
+def _sex_spelling(value: object) -> object:
+    """Any common spelling of sex (``"Male"``, ``"F"``, ``"unknown"``: ``SEX_SPELLINGS``) as the
+    canonical value. Canonical JSON is our own contract, so text that is no spelling of sex is
+    left for validation to refuse (the HL7 and FHIR adapters read it as unknown instead)."""
+    if isinstance(value, str) and value.strip().lower() in SEX_SPELLINGS:
+        return read_sex(value)
+    return value
+
+
+# An event's time: ISO 8601 with a time of day and a zone offset.
+EventTime = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
 
 class Component(BaseModel):
@@ -72,14 +104,23 @@ class CBCResult(BaseModel):
 
     result_id: Identifier
     patient_id: Identifier
-    collected_at: AwareDatetime
+    collected_at: EventTime
     status: ResultStatus = "final"
-    sex: Sex | None = None
+    sex: Annotated[Sex | None, BeforeValidator(_sex_spelling)] = None
     components: dict[Analyte, Component] = Field(default_factory=dict)
     context: ResultContext = Field(default_factory=ResultContext)
     # Only some of the specimen's components (FHIR sends Observations one at a time): merged
     # into what is known of the same result_id instead of replacing it.
     partial: bool = False
+    # Analytes the lab withdrew from this specimen (HL7 OBX-11 W/D rows, FHIR Observations
+    # entered-in-error): removed from the patient's history, their episodes re-evaluated.
+    retracted: list[Analyte] = Field(default_factory=list, max_length=len(Analyte))
+
+    @model_validator(mode="after")
+    def _retraction_has_no_values(self) -> CBCResult:
+        if self.status == "retracted" and self.components:
+            raise ValueError("components: a retracted result carries no values")
+        return self
 
     @field_validator("components")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from monitor.clinical.alert import Alert, LineValue, make_alert_id, severity_of
+from monitor.clinical.alert import CLOSING_EVENTS, Alert, LineValue, make_alert_id, severity_of
 from monitor.clinical.analytes import DISPLAY_NAME, Analyte, Condition, Sex
 from monitor.clinical.episodes import Transition, Trigger, pages
 from monitor.clinical.evaluation import DAY_S, Graded, baseline_of
@@ -30,7 +30,9 @@ class AlertWriter:
         page_grade: int,
         nadir_window_days: tuple[int, int],
         default_lln: Mapping[Analyte, Mapping[Sex, float]],
+        hysteresis: bool = False,
     ) -> None:
+        self._hysteresis = hysteresis
         self._ctcae_version = ctcae_version
         self._page_grade = page_grade
         self._nadir_window_days = nadir_window_days
@@ -61,7 +63,8 @@ class AlertWriter:
             if baseline is not None:
                 change = round(value - baseline, 6)
         days, in_nadir = self._chemo_context(state, entry)
-        reported_grade = graded.grade if event != "resolved" else 0
+        reported_grade = graded.grade if event not in CLOSING_EVENTS else 0
+        gate = transition.gate
         return Alert(
             alert_id=make_alert_id(episode.dedup_key, event, reported_grade, trigger.source_id),
             dedup_key=episode.dedup_key,
@@ -93,7 +96,15 @@ class AlertWriter:
                 if graded.lines is not None
                 else None
             ),
-            summary=self._summary(condition, transition, graded, days, in_nadir, suspect),
+            hysteresis=self._hysteresis,
+            why=gate.why if gate is not None else None,
+            compared_with=gate.compared_with if gate is not None else None,
+            change=gate.change if gate is not None else None,
+            rcv=gate.rcv if gate is not None else None,
+            rcv_exceeded=gate.rcv_exceeded if gate is not None else None,
+            summary=self._summary(
+                condition, transition, graded, days, in_nadir, suspect, entry.status
+            ),
         )
 
     def _chemo_context(self, state: PatientState, entry: Entry) -> tuple[int | None, bool | None]:
@@ -116,6 +127,7 @@ class AlertWriter:
         days: int | None,
         in_nadir: bool | None,
         suspect: str | None,
+        status: str,
     ) -> str:
         event, previous_grade = transition.event, transition.previous_grade
         if graded.lines is not None:
@@ -140,8 +152,23 @@ class AlertWriter:
             text = f"{finding}, worse than grade {previous_grade} on {since}"
         elif event == "improved":
             text = f"{finding}, better than grade {previous_grade} on {since}"
+        elif event == "retracted":
+            basis = f"{values}: " if graded.reading is not None or graded.lines else ""
+            text = (
+                f"{basis}{name} closed: the result it stood on was retracted by the lab "
+                f"(was grade {previous_grade} since {since})"
+            )
         else:
             text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
+        gate = transition.gate
+        if gate is not None and gate.why == "beyond-rcv" and gate.change is not None:
+            assert gate.rcv is not None
+            text += (
+                f"; {gate.change:+.0%} from {gate.compared_with:g}, beyond the "
+                f"{gate.rcv:+.0%} reference change value"
+            )
+        if status == "corrected" and event != "retracted":
+            text += "; corrected result"
         if days is not None:
             text += f"; day {days} after chemotherapy" + (" (nadir window)" if in_nadir else "")
         if suspect is not None:

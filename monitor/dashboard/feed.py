@@ -1,4 +1,5 @@
-"""Reads the whole alert topic, from the beginning, into a ``DashboardView``.
+"""Reads the whole alert topic into a ``DashboardView``, and the whole patient-summaries topic
+into a ``WatchList``, from the beginning.
 
 A group-less consumer: every worker reads every partition (the dashboard shows the whole
 system whichever worker serves it) and commits nothing. It runs as a background task of the
@@ -12,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from monitor.clinical.alert import Alert
+from monitor.clinical.watch import PatientSummary
 from monitor.dashboard.view import DashboardView
+from monitor.dashboard.watchlist import WatchList
 from monitor.kafka.security import aiokafka_security_kwargs
 from monitor.settings import MonitorSettings
 
@@ -34,9 +38,13 @@ class AlertFeed:
         view: DashboardView,
         consumer_factory: ConsumerFactory | None = None,
         retry_s: float = 2.0,
+        watchlist: WatchList | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.view = view
+        self.watchlist = watchlist
+        self.clock = clock
         self.retry_s = retry_s
         self.undecodable = 0
         self._factory = consumer_factory or self._new_consumer
@@ -62,6 +70,25 @@ class AlertFeed:
             self.undecodable += 1
             return False
         return self.view.apply(alert)
+
+    def fold_summary(self, key: bytes | None, value: bytes | None) -> bool:
+        """Apply one patient summary (None: a tombstone); undecodable ones are counted."""
+        if self.watchlist is None or key is None:
+            return False
+        summary = None
+        if value is not None:
+            try:
+                summary = PatientSummary.model_validate_json(value)
+            except ValidationError:
+                self.undecodable += 1
+                return False
+        try:
+            patient_id = key.decode()
+        except UnicodeDecodeError:
+            self.undecodable += 1
+            return False
+        self.watchlist.apply(patient_id, summary, self.clock())
+        return True
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting after a failure (the task's whole life)."""
@@ -92,17 +119,26 @@ class AlertFeed:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for tp, records in batch.items():
+                    summaries = tp.topic == self.settings.summaries_topic
                     for record in records:
-                        self.fold(record.value)
+                        if summaries:
+                            self.fold_summary(record.key, record.value)
+                        else:
+                            self.fold(record.value)
                     if records:
                         self._positions[tp] = records[-1].offset + 1
         finally:
             await consumer.stop()
 
     async def _partitions(self, consumer: Any) -> list[TopicPartition]:
-        """The alert topic's partitions, waiting until its metadata is known."""
-        topic = self.settings.alerts_topic
-        while not consumer.partitions_for_topic(topic):
+        """The partitions of the alert topic (and the summaries topic, with a watch list),
+        waiting until their metadata is known."""
+        topics = [self.settings.alerts_topic]
+        if self.watchlist is not None:
+            topics.append(self.settings.summaries_topic)
+        while not all(consumer.partitions_for_topic(t) for t in topics):
             await asyncio.sleep(self.retry_s)
             await consumer.force_metadata_update()
-        return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        return [
+            TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))
+        ]

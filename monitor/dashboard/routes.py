@@ -3,7 +3,10 @@
 ``GET /`` the page, ``GET /static/{name}`` its script, style sheet and icon (package data, no
 external asset anywhere), ``GET /api/dashboard`` the whole system's open episodes, counts and
 recent alerts, ``GET /api/episodes/{dedup_key}/trend`` one episode's analyte history, answered
-by the worker that owns the patient (Faust's router forwards the request there).
+by the worker that owns the patient (Faust's router forwards the request there),
+``GET /api/watchlist`` the nadir watch list and ``GET /api/watchlist/{watch_id}/trend`` a watched
+patient's ANC, platelets and hemoglobin (forwarded to the owner the same way). ``?ward=`` limits
+the dashboard and the watch list to one ward.
 
 Patient ids are masked in every response unless the request carries
 ``Authorization: Bearer <MONITOR_API_TOKEN>``: shown as ``ref:<hex>`` (the paging bridge's
@@ -13,7 +16,7 @@ Patient ids are masked in every response unless the request carries
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -26,9 +29,11 @@ from faust.web.exceptions import ServiceUnavailable
 from monitor.bridge.pseudonym import Pseudonymizer
 from monitor.clinical.analytes import Analyte, Sex
 from monitor.clinical.history import load_state
+from monitor.clinical.watch import WATCHED
 from monitor.dashboard.feed import AlertFeed
-from monitor.dashboard.trend import episode_trend
+from monitor.dashboard.trend import analytes_trend, episode_trend
 from monitor.dashboard.view import DashboardView, mask_patient_id
+from monitor.dashboard.watchlist import WatchList
 from monitor.settings import MonitorSettings
 
 # Every file the page needs, with its content type; anything else under /static is a 404.
@@ -77,19 +82,30 @@ def pseudonymizer(settings: MonitorSettings) -> Pseudonymizer | None:
     return Pseudonymizer(key.get_secret_value().encode()) if key is not None else None
 
 
+MAX_WARD_CHARS = 64
+
+
+def ward_of(request: Request) -> str | None:
+    """The ``?ward=`` of a request; None (all wards) when absent, blank or too long."""
+    ward = (request.query.get("ward") or "").strip()
+    return ward if 0 < len(ward) <= MAX_WARD_CHARS else None
+
+
 def install_dashboard(
     app: faust.App,
     settings: MonitorSettings,
     table: faust.types.TableT[bytes, bytes | None],
     default_lln: Mapping[Analyte, Mapping[Sex, float]],
-) -> DashboardView:
-    """Register the dashboard's routes and its alert feed task on the worker's Faust ``app``.
+) -> tuple[DashboardView, WatchList]:
+    """Register the dashboard's routes and its feed task on the worker's Faust ``app``; the
+    view of the alerts and the watch list that task keeps up to date.
 
     ``table`` is the worker's patient table (keys are patient ids as UTF-8, values stored
     states), read for a patient's trend; ``default_lln`` the detector's default lower limits.
     """
     view = DashboardView()
-    feed = AlertFeed(settings, view)
+    watchlist = WatchList(settings.detector.nadir_window_days, settings.watch_lead_days)
+    feed = AlertFeed(settings, view, watchlist=watchlist)
     app.task(feed.run)
     static = load_static()
     pseudonym = pseudonymizer(settings)
@@ -137,9 +153,60 @@ def install_dashboard(
                 return not_found(self, "no such file")
             return static_response(self, name)
 
+    def watch_trend_here(web: View, request: Request, watch_id: str) -> Response:
+        """A watched patient's counts, from this worker's table (it owns the patient)."""
+        patient_id = watchlist.locate(watch_id)
+        stored = table.get(patient_id.encode()) if patient_id is not None else None
+        if patient_id is None or stored is None:
+            return not_found(web, "patient not known here yet")
+        revealed = reveal(request)
+        body: dict[str, Any] = {
+            "watch_id": watch_id,
+            "patient": patient_id if revealed else mask_patient_id(patient_id, pseudonym),
+            "masked": not revealed,
+            "ctcae_version": settings.ctcae_version,
+            "series": analytes_trend(
+                load_state(stored), WATCHED, settings.ctcae_version, default_lln
+            ),
+        }
+        return web.json(body, headers=security_headers())
+
+    async def at_owner(
+        web: View, request: Request, patient_id: str, here: Callable[[], Response]
+    ) -> Response:
+        try:
+            # The same request, headers included, goes to the owner, which resolves again.
+            response: Response = await app.router.route_req(
+                table.name, patient_id, web.web, request
+            )
+        except SameNode:
+            return here()
+        except ServiceUnavailable:  # no owner known yet (a rebalance): Faust's 503, our headers
+            return web.json(
+                {"error": "owner of the patient unknown, try again"},
+                status=503,
+                headers=security_headers(),
+            )
+        # The router rebuilds the owner's answer from its body and status only.
+        response.headers.update(security_headers())
+        return response
+
     @app.page("/api/dashboard")
     async def dashboard(web: View, request: Request) -> Response:
-        body = view.snapshot(datetime.now(UTC), reveal=reveal(request), pseudonym=pseudonym)
+        body = view.snapshot(
+            datetime.now(UTC),
+            reveal=reveal(request),
+            pseudonym=pseudonym,
+            ward=ward_of(request),
+            wards=watchlist.wards(),
+        )
+        return web.json(body, headers=security_headers())
+
+    @app.page("/api/watchlist")
+    async def watch(web: View, request: Request) -> Response:
+        body = watchlist.snapshot(
+            datetime.now(UTC), ward_of(request), reveal=reveal(request), pseudonym=pseudonym
+        )
         return web.json(body, headers=security_headers())
 
     @app.page("/api/episodes/{dedup_key}/trend")
@@ -149,24 +216,22 @@ def install_dashboard(
             located = view.locate(dedup_key)
             if located is None:
                 return not_found(self, "unknown episode")
-            try:
-                # The same request, headers included, goes to the owner, which resolves again.
-                response: Response = await app.router.route_req(
-                    table.name, located[0], self.web, request
-                )
-            except SameNode:
-                return trend_here(self, request, dedup_key)
-            except ServiceUnavailable:  # no owner known yet (a rebalance): Faust's 503, our headers
-                return self.json(
-                    {"error": "owner of the patient unknown, try again"},
-                    status=503,
-                    headers=security_headers(),
-                )
-            # The router rebuilds the owner's answer from its body and status only.
-            response.headers.update(security_headers())
-            return response
+            return await at_owner(
+                self, request, located[0], lambda: trend_here(self, request, dedup_key)
+            )
 
-    return view
+    @app.page("/api/watchlist/{watch_id}/trend")
+    class WatchTrend(View):
+        async def get(self, request: Request, **params: Any) -> Response:
+            watch_id = request.match_info["watch_id"]
+            patient_id = watchlist.locate(watch_id)
+            if patient_id is None:
+                return not_found(self, "unknown patient")
+            return await at_owner(
+                self, request, patient_id, lambda: watch_trend_here(self, request, watch_id)
+            )
+
+    return view, watchlist
 
 
 def not_found(web: View, reason: str) -> Response:

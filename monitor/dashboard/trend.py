@@ -2,7 +2,9 @@
 
 Values are in the analyte's canonical unit; each point is graded the way the detector grades it
 (lower limit: the patient's own, then the lab's, then the default for the patient's sex), so the
-chart's dots agree with the alerts.
+chart's dots agree with the alerts. A point whose grade change the detector held back as within
+the reference change value (RCV hysteresis, ``PatientState.suppressed``) is marked
+``suppressed``: the chart shows it, ringed, so the ward sees what was not announced and why.
 """
 
 from __future__ import annotations
@@ -34,10 +36,26 @@ def episode_trend(
     version: CtcaeVersion = "5.0",
     default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
 ) -> list[dict[str, Any]]:
-    """One series per analyte of ``condition`` that has values, oldest point first."""
+    """One series per analyte of ``condition`` that has values, oldest point first; a point
+    whose grade change the RCV hysteresis held back for ``condition`` is ``suppressed``."""
+    held_back = frozenset(state.suppressed.get(condition, ()))
+    return analytes_trend(state, TREND_ANALYTES.get(condition, ()), version, default_lln, held_back)
+
+
+def analytes_trend(
+    state: PatientState,
+    analytes: tuple[Analyte, ...],
+    version: CtcaeVersion = "5.0",
+    default_lln: Mapping[Analyte, Mapping[Sex, float]] = DEFAULT_LLN,
+    held_back: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """One series per analyte of ``analytes`` that has values, oldest point first: ``{analyte,
+    label, unit, lln, thresholds: [{grade, below}], points: [{at, value, grade, status,
+    derived, suppressed}]}``, values in the analyte's canonical unit; ``suppressed`` marks the
+    results in ``held_back`` (result ids whose grade change the RCV hysteresis held back)."""
     series = []
     known_sex = next((e.sex for e in reversed(state.history) if e.sex), None)
-    for analyte in TREND_ANALYTES.get(condition, ()):
+    for analyte in analytes:
         scale = CTCAE[version].get(analyte)
         points = []
         lln: float | None = None
@@ -63,6 +81,7 @@ def episode_trend(
                     "grade": grade,
                     "status": entry.status,
                     "derived": reading.derived,
+                    "suppressed": entry.result_id in held_back,
                 }
             )
         if not points:

@@ -10,12 +10,12 @@ those two checks are the most recent ones only.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.clinical.alert import Alert, Event, Severity, severity_of
+from monitor.clinical.alert import CLOSING_EVENTS, Alert, Event, Severity, severity_of
 from monitor.clinical.analytes import Condition
 
 GRADES = (1, 2, 3, 4)
@@ -82,6 +82,9 @@ class DashboardView:
         # that just resolved can still be drawn.
         self._closed_owner: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._owner_limit = min(remember, 5_000)
+        # Every ward an alert has named, for the ward selector (a hospital has tens of wards).
+        self.wards_seen: set[str] = set()
+        self._wards_limit = 1_000
 
     def apply(self, alert: Alert) -> bool:
         """Fold one alert in; False when it was a repeat or concerns a closed episode."""
@@ -92,7 +95,9 @@ class DashboardView:
             return False
         self.alerts_applied += 1
         self.recent.appendleft(alert)
-        if alert.event == "resolved":
+        if alert.ward is not None and len(self.wards_seen) < self._wards_limit:
+            self.wards_seen.add(alert.ward)
+        if alert.event in CLOSING_EVENTS:  # resolved, or the result behind it retracted
             self._close(alert)
             return True
         episode = self.episodes.get(alert.dedup_key)
@@ -130,28 +135,46 @@ class DashboardView:
             return episode.patient_id, episode.condition
         return self._closed_owner.get(dedup_key)
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Open episodes by condition and grade; every condition and grade, zeros included."""
+    def counts(self, ward: str | None = None) -> dict[str, dict[str, int]]:
+        """Open episodes (of ``ward``, all if None) by condition and grade; every condition and
+        grade, zeros included."""
         table = {c.value: {str(g): 0 for g in GRADES} for c in Condition}
         for episode in self.episodes.values():
+            if ward is not None and episode.ward != ward:
+                continue
             row = table.setdefault(episode.condition, {str(g): 0 for g in GRADES})
             key = str(episode.grade)
             row[key] = row.get(key, 0) + 1
         return table
 
-    def snapshot(self, now: datetime, reveal: bool, pseudonym: Pseudonym | None) -> dict[str, Any]:
-        """The ``/api/dashboard`` body; ids masked by ``mask_patient_id`` unless ``reveal``."""
+    def snapshot(
+        self,
+        now: datetime,
+        reveal: bool,
+        pseudonym: Pseudonym | None,
+        ward: str | None = None,
+        wards: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """The ``/api/dashboard`` body; ids masked by ``mask_patient_id`` unless ``reveal``.
+
+        ``ward``: only that ward's episodes, counts and alerts (all wards if None); ``wards``:
+        wards seen elsewhere (the watch list), added to the selector's ``wards``.
+        """
 
         def patient(patient_id: str) -> str:
             return patient_id if reveal else mask_patient_id(patient_id, pseudonym)
 
         episodes = sorted(
-            self.episodes.values(), key=lambda e: (-e.grade, e.opened_at, e.dedup_key)
+            (e for e in self.episodes.values() if ward is None or e.ward == ward),
+            key=lambda e: (-e.grade, e.opened_at, e.dedup_key),
         )
+        recent = [a for a in self.recent if ward is None or a.ward == ward]
         return {
             "generated_at": now.isoformat(),
             "masked": not reveal,
             "alerts_applied": self.alerts_applied,
+            "ward": ward,
+            "wards": sorted(self.wards_seen.union(wards)),
             "episodes": [
                 {
                     "dedup_key": e.dedup_key,
@@ -168,7 +191,7 @@ class DashboardView:
                 }
                 for e in episodes
             ],
-            "counts": self.counts(),
+            "counts": self.counts(ward),
             "recent": [
                 {
                     "alert_id": a.alert_id,
@@ -185,6 +208,6 @@ class DashboardView:
                     "emitted_at": a.emitted_at.isoformat(),
                     "summary": a.summary,
                 }
-                for a in self.recent
+                for a in recent
             ],
         }

@@ -33,10 +33,13 @@ async def create_topics(
     topics: dict[str, int],
     replication: int = 1,
     security: Mapping[str, Any] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create ``topics`` (name -> partition count) and wait until metadata shows all of them.
 
     ``security``: aiokafka's TLS/SASL arguments (``monitor.kafka.security``); plaintext if None.
+    ``configs``: topic configs by name (e.g. ``{"cleanup.policy": "compact"}``); a topic the
+    broker refuses with its configs (one without compaction) is created again without them.
 
     Idempotent: a topic that already exists with the requested partition count is fine.
 
@@ -55,10 +58,24 @@ async def create_topics(
     )
     await admin.start()
     try:
+        configs = configs or {}
         response = await admin.create_topics(
-            [NewTopic(name, partitions, replication) for name, partitions in topics.items()]
+            [
+                NewTopic(name, partitions, replication, topic_configs=dict(configs.get(name, {})))
+                for name, partitions in topics.items()
+            ]
         )
         errors = {e["topic"]: e for e in response.to_object()["topic_errors"]}
+        retry = [
+            name
+            for name, error in errors.items()
+            if configs.get(name) and error["error_code"] not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if retry:
+            again = await admin.create_topics(
+                [NewTopic(name, topics[name], replication) for name in retry]
+            )
+            errors.update({e["topic"]: e for e in again.to_object()["topic_errors"]})
         refused = [
             f"{name}: error {error['error_code']} {error.get('error_message') or ''}".strip()
             for name, error in errors.items()

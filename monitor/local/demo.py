@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.clinical.alert import Alert, format_alert
+from monitor.clinical.detector import Detector
 from monitor.kafka.clients import follow, header, publish_to
 from monitor.kafka.topics import create_topics
 from monitor.local.broker import EmbeddedBroker
@@ -54,6 +55,7 @@ class DemoReport:
     unexpected: int = 0  # alerts other than febrile neutropenia that the replay did not expect
     expected_fn_patients: set[str] = field(default_factory=set)
     seen_fn_patients: set[str] = field(default_factory=set)
+    hysteresis: HysteresisEffect | None = None
 
     @property
     def missing_fn_patients(self) -> set[str]:
@@ -69,6 +71,48 @@ class _Expected:
     ids: set[str]  # alert ids, febrile neutropenia excepted
     fn_patients: set[str]  # patients with a new febrile neutropenia
     dead_letters: int
+
+
+@dataclass(frozen=True)
+class HysteresisEffect:
+    """The same messages replayed with the RCV hysteresis (the settings') and every crossing."""
+
+    on: bool
+    alerts: int
+    pages: int
+    every_crossing_alerts: int
+    every_crossing_pages: int
+    held_back: int  # results whose grade change was held back as within the RCV
+
+    def describe(self) -> str:
+        if not self.on:
+            return (
+                f"hysteresis off (MONITOR_HYSTERESIS=false): every grade crossing announced, "
+                f"{self.alerts:,} alerts, {self.pages:,} pages"
+            )
+        return (
+            f"hysteresis on (RCV): {self.alerts:,} alerts and {self.pages:,} pages, against "
+            f"{self.every_crossing_alerts:,} alerts and {self.every_crossing_pages:,} pages with "
+            f"every crossing announced; {self.held_back:,} results held back as within the "
+            f"reference change value"
+        )
+
+
+def hysteresis_effect(messages: list[SimMessage], settings: MonitorSettings) -> HysteresisEffect:
+    """Replay ``messages`` offline with the settings' detector and with hysteresis off."""
+    every = settings.detector.model_copy(update={"hysteresis": False})
+    with_settings = replay_messages(messages, settings)
+    crossing = replay_messages(messages, settings, detector=Detector(every))
+    return HysteresisEffect(
+        on=settings.hysteresis,
+        alerts=len(with_settings.alerts),
+        pages=sum(a.page for a in with_settings.alerts),
+        every_crossing_alerts=len(crossing.alerts),
+        every_crossing_pages=sum(a.page for a in crossing.alerts),
+        held_back=sum(
+            len(ids) for s in with_settings.states.values() for ids in s.suppressed.values()
+        ),
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -181,6 +225,7 @@ async def run_demo_async(
         expected, report.expected_alerts = expected_of(messages, settings)
         report.expected_fn_patients = set(expected.fn_patients)
         report.expected_dead_letters = expected.dead_letters
+        report.hysteresis = hysteresis_effect(messages, settings)
         root = Path(tmp)
         print(f"embedded broker on {broker.bootstrap}; starting {workers} workers...", flush=True)
         procs = [
@@ -202,7 +247,9 @@ async def run_demo_async(
                 {
                     settings.alerts_topic: settings.partitions,
                     settings.dlq_topic: settings.partitions,
+                    settings.summaries_topic: settings.partitions,
                 },
+                configs={settings.summaries_topic: {"cleanup.policy": "compact"}},
             )
             seen: set[str] = set()
             watcher = asyncio.create_task(_watch(broker.bootstrap, settings, report, seen, quiet))
@@ -265,6 +312,8 @@ def print_summary(report: DemoReport) -> None:
         f"(missing {len(report.missing_fn_patients)}, "
         f"unexpected {len(report.unexpected_fn_patients)})"
     )
+    if report.hysteresis is not None:
+        print(report.hysteresis.describe())
     print(
         f"result-to-alert latency: p50 {percentile(report.latencies, 50) * 1000:.0f} ms, "
         f"p99 {percentile(report.latencies, 99) * 1000:.0f} ms over {len(report.latencies)} alerts"

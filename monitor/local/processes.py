@@ -106,6 +106,11 @@ def terminate_group(proc: subprocess.Popen[bytes], grace: float) -> int:
         return proc.wait()
 
 
+def exit_status(returncode: int) -> int:
+    """Map a Popen return code to a shell-style exit status (128 + N for death by signal N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 class ChildProcess:
     """``argv`` in its own process group (so stop and kill reach its children), its output
     appended to ``log_path``, and SIGKILLed when this process dies, however it dies."""

@@ -1,7 +1,7 @@
 """A TLS-terminating TCP relay, for the embedded broker (local runs and tests only).
 
 The pinned Tansu build cannot serve TLS itself (``--cert`` and ``--key`` are mutually exclusive
-there, see ``monitor.local.broker``), so ``EmbeddedBroker(tls=...)`` puts this relay in front of a
+there, see ``monitor.local.tansu``), so ``EmbeddedBroker(tls=...)`` puts this relay in front of a
 plaintext listener and clients only ever see TLS.
 """
 

@@ -86,6 +86,13 @@ def lag_by_topic(
     return lag
 
 
+def _log_failed_summary(delivery: asyncio.Future[Any]) -> None:
+    """A summary the broker refused: log the exception class only (no patient data); the
+    patient's next event publishes a new one."""
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("patient summary not delivered (%s)", type(delivery.exception()).__name__)
+
+
 class MonitorApp:
     def __init__(self, settings: MonitorSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -112,7 +119,12 @@ class MonitorApp:
         # twins) gets an agent; all that write the table share its partition count.
         self._topics = {
             name: self.app.topic(name, **raw)
-            for name in (*self.processor.feeds, settings.alerts_topic, settings.dlq_topic)
+            for name in (
+                *self.processor.feeds,
+                settings.alerts_topic,
+                settings.dlq_topic,
+                settings.summaries_topic,
+            )
         }
         for name in self.processor.feeds:
             self.app.agent(self._topics[name], name=f"consume-{name}", concurrency=1)(self._consume)
@@ -120,7 +132,7 @@ class MonitorApp:
         self.app.timer(interval=2.0)(self._refresh_gauges_safely)
         self._add_web_routes()
         # The lab-ops page at /: its routes and the task folding the alert topic into its view.
-        self.dashboard = install_dashboard(
+        self.dashboard, self.watchlist = install_dashboard(
             self.app, settings, self.table, self.processor.detector.settings.default_lln
         )
 
@@ -128,6 +140,12 @@ class MonitorApp:
     def topic_partitions(self) -> dict[str, int]:
         """Topics to create before the agents start, with their partition counts (DESIGN.md)."""
         return {name: self.settings.partitions for name in self._topics}
+
+    @property
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs to create with: the summaries topic keeps each patient's latest
+        summary only, and a tombstone removes the patient (where the broker supports it)."""
+        return {self.settings.summaries_topic: {"cleanup.policy": "compact"}}
 
     def ready(self) -> bool:
         """True once the tables of the assigned partitions are recovered and no rebalance runs."""
@@ -162,6 +180,13 @@ class MonitorApp:
                 if delivered:
                     await asyncio.gather(*delivered)
                 self.processor.write(plan)
+                # Then the patient's watch-list summary (derived from the state just written).
+                # Handed to the producer, not waited for: Faust flushes the producer before it
+                # commits offsets (Consumer._commit_offsets), so it is out before the input's
+                # offset is committed, with no extra acknowledgement wait per message.
+                for send in plan.after:
+                    delivery = await self._publish(send)
+                    asyncio.ensure_future(delivery).add_done_callback(_log_failed_summary)
             yield None
 
     async def _publish(self, send: Send) -> Awaitable[Any]:

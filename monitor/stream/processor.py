@@ -12,11 +12,12 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from monitor.adapters.canonical import read_result
 from monitor.adapters.fhir import read_fhir
+from monitor.adapters.future import screen_future
 from monitor.adapters.hl7v2 import read_oru
 from monitor.adapters.intake import Rejected, dead_letter_headers, validate_message
 from monitor.adapters.rows import Parsed
@@ -25,6 +26,7 @@ from monitor.clinical.context import Treatment
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
 from monitor.clinical.model import CBCResult
+from monitor.clinical.watch import last_chemo_at, patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
 
@@ -67,6 +69,8 @@ class Plan:
 
     sends: list[Send]
     write: tuple[bytes, bytes, PatientState] | None = None  # key, value, decoded state
+    # Derived data sent after the write (the patient's watch-list summary or its tombstone).
+    after: list[Send] = field(default_factory=list)
 
 
 FeedKind = Literal["result", "lab", "treatment", "vital"]
@@ -82,6 +86,7 @@ class Feed:
     kind: FeedKind
     parse: Callable[[bytes], Any]
     by_patient: str  # the topic whose agent applies them, keyed by patient
+    time_field: str = "collected_at"  # where the event's time comes from (dead-letter reasons)
 
 
 def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
@@ -97,13 +102,37 @@ def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
     return {
         settings.results_topic: Feed("result", read_result, results),
         results: Feed("result", read_result, results),
-        settings.hl7v2_topic: Feed("lab", hl7, results),
-        settings.fhir_topic: Feed("lab", fhir, results),
-        settings.treatments_topic: Feed("treatment", treatment, treatments),
-        treatments: Feed("treatment", treatment, treatments),
-        settings.vitals_topic: Feed("vital", parse_vital, vitals),
-        vitals: Feed("vital", parse_vital, vitals),
+        settings.hl7v2_topic: Feed("lab", hl7, results, "OBR-7 collection time"),
+        settings.fhir_topic: Feed("lab", fhir, results, "effective[x]"),
+        settings.treatments_topic: Feed("treatment", treatment, treatments, "given_at"),
+        treatments: Feed("treatment", treatment, treatments, "given_at"),
+        settings.vitals_topic: Feed("vital", parse_vital, vitals, "measured_at"),
+        vitals: Feed("vital", parse_vital, vitals, "measured_at"),
     }
+
+
+def received_at(timestamp: float | None, now: datetime) -> datetime:
+    """When a message was received: its Kafka timestamp, or ``now`` when it has none or when
+    its producer's clock is ahead of ours (a timestamp later than now cannot be a receipt)."""
+    if timestamp is None:
+        return now
+    return min(datetime.fromtimestamp(timestamp, UTC), now)
+
+
+def screen(
+    feed: Feed, verdict: Any, received: datetime, tolerance: timedelta
+) -> tuple[Any, Rejected | None]:
+    """A parsed message without its events dated in the future (``adapters.future``).
+
+    Returns what is left of it (for result and lab feeds a ``rows.Parsed`` whose results dated
+    in the future are removed, its rejected rows unchanged; for another feed its event, or None
+    if it was in the future) and the rejection naming what was removed, if any.
+    """
+    if isinstance(verdict, Parsed):
+        kept, rejected = screen_future(verdict.results, received, tolerance, feed.time_field)
+        return Parsed(kept, verdict.rejections), rejected
+    kept_events, rejected = screen_future([verdict], received, tolerance, feed.time_field)
+    return (kept_events[0] if kept_events else None), rejected
 
 
 def apply_event(
@@ -208,29 +237,34 @@ class ResultProcessor:
         if isinstance(verdict, Rejected):
             return Plan([self._dead_letter(raw, key, origin, verdict)])
         assert raw is not None
+        received = received_at(origin.timestamp, self.clock())
+        # Rejected rows and specimens dated in the future are separate faults: a message with
+        # both gets two dead letters, each with its own code and reason, each once.
+        rows = verdict.rejected() if isinstance(verdict, Parsed) else None
+        verdict, future = screen(feed, verdict, received, self.settings.future_tolerance())
+        late = [self._dead_letter(raw, key, origin, future)] if future is not None else []
         if feed.kind == "lab":
             # HL7 v2 or FHIR, now canonical: on to the results keyed by patient; the rows left
-            # out go to the dead-letter topic once, here.
-            parsed: Parsed = verdict
-            results: list[CBCResult] = parsed.results
+            # out and the specimens dated in the future go to the dead-letter topic here.
+            results: list[CBCResult] = verdict.results
             return Plan([
                 *(Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
                        origin_headers(origin)) for r in results),
-                *self._rows_dead_letter(raw, key, origin, parsed),
+                *self._rows_dead_letter(raw, key, origin, rows),
+                *late,
             ])  # fmt: skip
-        rows_dead_letter: list[Send] = []
         if feed.kind == "result":
-            parsed = verdict
-            if not parsed.results:  # every component was left out
-                return Plan(self._rows_dead_letter(raw, key, origin, parsed))
-            verdict = parsed.results[0]
+            if not verdict.results:  # every component left out, or dated in the future
+                return Plan([*self._rows_dead_letter(raw, key, origin, rows), *late])
+            verdict = verdict.results[0]
+        elif verdict is None:
+            return Plan(late)
         patient_key = verdict.patient_id.encode()
         if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
             # all of a patient's events in order. Rows left out are dead-lettered there.
             return Plan([Send(feed.by_patient, patient_key, raw, origin_headers(origin))])
-        if feed.kind == "result":
-            rows_dead_letter = self._rows_dead_letter(raw, key, origin, parsed)
+        rows_dead_letter = self._rows_dead_letter(raw, key, origin, rows)
         stored = self.table.get(patient_key)
         state = self._states.get(patient_key, stored)
         # The detector changes the state in place: until ``write`` stores it, the cache must not
@@ -260,8 +294,28 @@ class ResultProcessor:
             )
             for alert in outcome.alerts
         ]
+        after = self._summary(patient_key, verdict.patient_id, outcome.state)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return Plan([*sends, *rows_dead_letter], (patient_key, dumped, outcome.state))
+        return Plan([*sends, *rows_dead_letter], (patient_key, dumped, outcome.state), after)
+
+    def _summary(self, key: bytes, patient_id: str, state: PatientState) -> list[Send]:
+        """The patient's watch-list summary; a tombstone once the last dose is past the
+        window; nothing for a patient with no chemotherapy known."""
+        summary = patient_summary(
+            state,
+            patient_id,
+            self.clock(),
+            window=self.detector.settings.nadir_window_days,
+            ctcae_version=self.detector.settings.ctcae_version,
+            default_lln=self.detector.settings.default_lln,
+        )
+        if summary is not None:
+            value: bytes | None = summary.model_dump_json().encode()
+        elif last_chemo_at(state) is not None:
+            value = None  # leaves every dashboard's watch list (and the compacted topic)
+        else:
+            return []
+        return [Send(self.settings.summaries_topic, key, value)]
 
     def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
         return apply_event(self.detector, feed.kind, state, item, raw, self.clock())
@@ -292,13 +346,11 @@ class ResultProcessor:
         self.metrics.set_episodes(tally)
 
     def _rows_dead_letter(
-        self, raw: bytes, key: bytes | None, origin: Origin, parsed: Parsed
+        self, raw: bytes, key: bytes | None, origin: Origin, rows: Rejected | None
     ) -> list[Send]:
-        """The dead letter of a message some rows of which were left out (none if none were)."""
-        if not parsed.rejections:
-            return []
-        rejected = Rejected(parsed.dead_letter_code, parsed.reason, "RowsRejected")
-        return [self._dead_letter(raw, key, origin, rejected)]
+        """The dead letter of a message some rows of which were left out (``Parsed.rejected``;
+        none if none were)."""
+        return [] if rows is None else [self._dead_letter(raw, key, origin, rows)]
 
     def _dead_letter(
         self, raw: bytes | None, key: bytes | None, origin: Origin, rejected: Rejected

@@ -25,7 +25,7 @@ from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, raw_fingerprint
 from monitor.clinical.model import describe_validation_error, parse_result
 from monitor.settings import MonitorSettings
-from monitor.stream.processor import Feed, FeedKind, apply_event, feeds_of
+from monitor.stream.processor import Feed, FeedKind, apply_event, feeds_of, received_at, screen
 
 
 class FeedMessage(Protocol):
@@ -104,6 +104,7 @@ def replay_messages(
     detector: Detector | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     on_alert: Callable[[Alert], None] | None = None,
+    on_reject: Callable[[int, Rejected], None] | None = None,
 ) -> ReplayReport:
     """Every message of every feed through the worker's parsing and the detector, in order.
 
@@ -112,11 +113,17 @@ def replay_messages(
     its code in ``dead_letters`` (and its reason in ``invalid``, and in ``rejected_messages``);
     a message some rows of which were left out is counted under ``rows_rejected`` or
     ``implausible`` and its rows listed in ``row_rejections``, its readable rows read. Results
-    go to
-    ``Detector.process`` (an HL7 v2 or FHIR message as the canonical results it becomes, each
+    go to ``Detector.process`` (an HL7 v2 or FHIR message as the canonical results it becomes, each
     fingerprinted as the JSON the worker forwards), treatments to ``process_treatment`` and
     temperatures to ``process_vital``, with one state per patient: what the service would do
     if it saw every message in this order. ``detector`` defaults to one built from ``settings``.
+
+    A message is received at ``clock()`` (or at its own ``timestamp``, seconds since the epoch,
+    when it has one): an event dated later than that plus ``settings.future_tolerance()`` is
+    dead-lettered as ``collected_in_future`` like the worker does, keeping the rest of its
+    message (a message with rejected rows and a specimen in the future gets both dead letters).
+    ``on_reject(position, rejection)`` is called for every dead letter, ``position`` counting
+    messages from 1; a dead letter for rejected rows lists them in ``rejection.rows``.
     """
     settings = settings or MonitorSettings()
     detector = detector or Detector(settings.detector)
@@ -133,7 +140,18 @@ def replay_messages(
             if on_alert is not None:
                 on_alert(alert)
 
-    for number, message in enumerate(messages, start=1):
+    def reject(position: int, rejected: Rejected) -> None:
+        report.dead_letters[rejected.code] += 1
+        report.invalid[rejected.reason] += 1
+        if rejected.rows:
+            report.row_rejections.extend((position, r) for r in rejected.rows)
+        else:
+            report.rejected_messages.append((position, rejected))
+        if on_reject is not None:
+            on_reject(position, rejected)
+
+    tolerance = settings.future_tolerance()
+    for position, message in enumerate(messages, start=1):
         feed = by_topic.get(message.topic)
         if feed is None:
             raise ValueError(f"unknown feed {message.topic!r}")
@@ -142,16 +160,20 @@ def replay_messages(
             report.results += 1
         verdict = validate_message(message.value, settings.max_message_bytes, feed.parse)
         if isinstance(verdict, Rejected):
-            report.dead_letters[verdict.code] += 1
-            report.invalid[verdict.reason] += 1
-            report.rejected_messages.append((number, verdict))
+            reject(position, verdict)
             continue
-        if isinstance(verdict, Parsed):
-            if verdict.rejections:
-                report.dead_letters[verdict.dead_letter_code] += 1
-                report.invalid[verdict.reason] += 1
-                report.row_rejections.extend((number, r) for r in verdict.rejections)
-            results = verdict.results
+        received = received_at(getattr(message, "timestamp", None), clock())
+        # As the worker: rejected rows and specimens dated in the future are each dead-lettered
+        # once, with their own code; the rest of the message is read.
+        rows = verdict.rejected() if isinstance(verdict, Parsed) else None
+        verdict, future = screen(feed, verdict, received, tolerance)
+        if rows is not None:
+            reject(position, rows)
+        if future is not None:
+            reject(position, future)
+        if verdict is None:
+            continue
+        results = verdict.results if isinstance(verdict, Parsed) else []
         if feed.kind == "result":
             events: list[tuple[FeedKind, Any, bytes]] = [
                 ("result", r, message.value) for r in results

@@ -72,7 +72,11 @@ def run_worker(settings: MonitorSettings) -> int:
         loop.run_until_complete(
             asyncio.wait_for(
                 create_topics(
-                    bootstrap, monitor.topic_partitions, settings.replication_factor, security
+                    bootstrap,
+                    monitor.topic_partitions,
+                    settings.replication_factor,
+                    security,
+                    configs=monitor.topic_configs,
                 ),
                 timeout=60,
             )

@@ -7,7 +7,7 @@ renamed only some of them would depend on which test ran first.
 
 from __future__ import annotations
 
-FEEDS = ("results", "hl7v2", "fhir", "treatments", "vitals", "alerts", "dlq")
+FEEDS = ("results", "hl7v2", "fhir", "treatments", "vitals", "alerts", "dlq", "summaries")
 
 
 def topic_names(name: str) -> dict[str, str]:

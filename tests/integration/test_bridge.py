@@ -36,9 +36,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.bridge.alertmanager import AlertmanagerOutput
+from monitor.bridge.options import BridgeOptions
 from monitor.bridge.pagerduty import PagerDutyOutput
 from monitor.bridge.pseudonym import Pseudonymizer
-from monitor.bridge.runner import Bridge, BridgeOptions
+from monitor.bridge.runner import Bridge
 from monitor.clinical.alert import Alert
 from monitor.clinical.detector import Detector
 from monitor.clinical.history import PatientState

@@ -18,8 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from monitor.kafka.topics import TopicMismatchError, create_topics
-from monitor.local.broker import BrokerStartError, EmbeddedBroker, wait_until_answering
+from monitor.local.broker import BrokerStartError, EmbeddedBroker
 from monitor.local.processes import find_free_port
+from monitor.local.readiness import wait_until_answering
 
 pytestmark = pytest.mark.integration
 
@@ -330,7 +331,7 @@ def test_broker_does_not_outlive_its_parent(parent_end: str) -> None:
 def test_run_foreground_forwards_ctrl_c_and_returns_the_exit_status() -> None:
     port = find_free_port()
     child = _python(
-        "import sys\nfrom monitor.local.broker import run_foreground\n"
+        "import sys\nfrom monitor.local.foreground import run_foreground\n"
         f"sys.exit(run_foreground({port}))",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -7,7 +7,13 @@ resolve when it arrives, without a reload. Chromium is Debian's ``/usr/bin/chrom
 playwright; no browser is downloaded. Waiting is by polling with deadlines (playwright's
 ``expect`` and ``wait_for``), never fixed sleeps.
 
-``UPDATE_SCREENSHOT=1`` also writes the screenshot to ``docs/dashboard.png``.
+A ward's bookmark (``/?ward=...``) shows only that ward, and its nadir watch list shows a patient
+in the window before any episode opens, then the episode once one does: the patient is owned by
+the worker that does not serve the page (the list comes from the summaries topic, the trend is
+forwarded to the owner).
+
+``UPDATE_SCREENSHOT=1`` also writes the screenshots to ``docs/dashboard.png`` and
+``docs/watchlist.png``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ TOKEN = "dashboard-test-token-5e81"
 PSEUDONYM_KEY = "dashboard-test-pseudonym-key-a2c7"
 KAFKA_WAIT_MS = 40_000  # a result's alert reaching the page: normally well under 5 s
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+DOCS_WATCHLIST = DOCS_SCREENSHOT.with_name("watchlist.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 USED_PATIENT_IDS: set[str] = set()  # every id this module sends: none may reach a log
@@ -79,6 +86,17 @@ class Deployment:
 
     async def publish(self, *results: dict[str, Any]) -> None:
         await publish(self.broker.bootstrap, self.topics["results"], self.results(*results))
+
+    async def publish_vitals(self, *vitals: dict[str, Any]) -> None:
+        records = [(v["patient_id"].encode(), json.dumps(v).encode()) for v in vitals]
+        await publish(self.broker.bootstrap, self.topics["vitals"], records)
+
+    def owner_of(self, patient: str) -> WorkerProcess:
+        """The worker that owns the patient's partition, as Faust's router says."""
+        status, owner = self.workers[0].get(f"/router/patients/{patient}/")
+        assert status == 200
+        (found,) = [w for w in self.workers if urlsplit(str(owner)).port == w.web_port]
+        return found
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +132,12 @@ def answers_ok(worker: WorkerProcess, path: str) -> bool:
 
 
 def result(
-    result_id: str, patient: str, at: datetime, ward: str = "oncology-4b", **values: float
+    result_id: str,
+    patient: str,
+    at: datetime,
+    ward: str = "oncology-4b",
+    chemo_days: float = 9,
+    **values: float,
 ) -> dict[str, Any]:
     units = {"neutrophils": "10*9/L", "wbc": "10*9/L", "platelets": "10*9/L", "hemoglobin": "g/dL"}
     return {
@@ -124,7 +147,7 @@ def result(
         "status": "final",
         "sex": "female",
         "components": {a: {"value": v, "unit": units[a]} for a, v in values.items()},
-        "context": {"ward": ward, "last_chemo_at": (at - timedelta(days=9)).isoformat()},
+        "context": {"ward": ward, "last_chemo_at": (at - timedelta(days=chemo_days)).isoformat()},
     }
 
 
@@ -185,7 +208,7 @@ async def test_dashboard_shows_an_episode_its_trend_and_its_resolve(
         # A trend asked of a worker whose view lags by a moment is a 404 the page retries;
         # anything else (a CSP violation, a missing file, a script error) is a fault.
         where = urlsplit(message.location.get("url", "")).path
-        if message.type == "error" and not where.startswith("/api/episodes/"):
+        if message.type == "error" and not where.startswith(("/api/episodes/", "/api/watchlist/")):
             console_errors.append(message.text)
 
     async with async_playwright() as playwright:
@@ -317,3 +340,145 @@ def trend_with_headers(worker: WorkerProcess, dedup_key: str) -> tuple[int, Any,
     """(status, JSON body, headers by lower-case name) of a tokenless trend request."""
     with urllib.request.urlopen(f"{worker.url}/api/episodes/{dedup_key}/trend", timeout=5) as r:
         return r.status, json.loads(r.read()), {k.lower(): v for k, v in r.headers.items()}
+
+
+@pytest.mark.asyncio
+async def test_a_ward_bookmark_shows_its_watch_list_before_and_after_an_episode(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    suffix = uuid.uuid4().hex[:4]
+    ward, elsewhere = f"oncology-{suffix}", f"hematology-{suffix}"
+    watched = new_patient()
+    owner = deployment.owner_of(watched)
+    serving = next(w for w in deployment.workers if w is not owner)
+    febrile, low, early, other = (new_patient() for _ in range(4))
+    two_h = now - timedelta(hours=2)
+    # A synthetic cohort of one ward, and a patient of another ward in the same window.
+    await deployment.publish(
+        result("w1", watched, now - timedelta(days=1), ward, 8, neutrophils=3.4, platelets=210,
+               hemoglobin=12.6),
+        result("w2", watched, two_h, ward, 9, neutrophils=2.1, platelets=180, hemoglobin=12.4),
+        result("f1", febrile, two_h, ward, 10, neutrophils=1.4, platelets=120, hemoglobin=10.8),
+        result("l1", low, now - timedelta(days=1), ward, 11, neutrophils=0.9, platelets=60,
+               hemoglobin=9.6),
+        result("l2", low, two_h, ward, 12, neutrophils=0.4, platelets=41, hemoglobin=9.4),
+        result("e1", early, two_h, ward, 5, neutrophils=3.2, platelets=250, hemoglobin=13.1),
+        result("x1", other, two_h, elsewhere, 9, neutrophils=0.3, platelets=30),
+    )  # fmt: skip
+    refs = {p: patient_ref(p) for p in (watched, febrile, low, early, other)}
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            response = await page.goto(f"{serving.url}/?ward={ward}")
+            assert response is not None
+            assert response.ok
+
+            # 1. The ward's watch list, ranked: febrile first, then lowest ANC; day 5 is
+            # "before" the window. No other ward anywhere on the page.
+            rows = page.get_by_test_id("watch-row")
+            await expect(rows).to_have_count(4, timeout=KAFKA_WAIT_MS)
+            await expect(rows.get_by_test_id("watch-patient")).to_have_text(
+                [refs[low], refs[febrile], refs[watched], refs[early]], timeout=KAFKA_WAIT_MS
+            )
+            # A fever moves its patient to the top. (Sent once the results are in: the
+            # results and vitals agents of one worker write the same table.)
+            await deployment.publish_vitals(
+                {
+                    "observation_id": f"VS-{suffix}",
+                    "patient_id": febrile,
+                    "measured_at": (now - timedelta(hours=1)).isoformat(),
+                    "temperature": 38.7,
+                    "unit": "Cel",
+                }
+            )
+            await expect(rows.get_by_test_id("watch-patient")).to_have_text(
+                [refs[febrile], refs[low], refs[watched], refs[early]], timeout=KAFKA_WAIT_MS
+            )
+            await expect(page.get_by_test_id("ward-filter")).to_have_value(ward)
+            assert (await page.evaluate("location.search")) == f"?ward={ward}"
+            row = rows.filter(has_text=refs[watched])
+            await expect(row.get_by_test_id("watch-day")).to_contain_text("day 9")
+            await expect(row.get_by_test_id("watch-anc")).to_contain_text("2.1")
+            await expect(row.get_by_test_id("watch-anc-direction")).to_have_text("\u2193 falling")
+            await expect(row.get_by_test_id("watch-episodes")).to_have_text("none")
+            await expect(
+                rows.filter(has_text=refs[febrile]).get_by_test_id("watch-fever")
+            ).to_have_text("38.7 \u00b0C")
+            await expect(
+                rows.filter(has_text=refs[early]).get_by_test_id("watch-day")
+            ).to_contain_text("before")
+            episodes = page.get_by_test_id("episode-row")
+            await expect(episodes.filter(has_text=refs[low]).first).to_be_visible(
+                timeout=KAFKA_WAIT_MS
+            )
+            await expect(episodes.get_by_test_id("episode-ward")).to_have_text(
+                [ward] * await episodes.count()
+            )
+            await expect(page.get_by_test_id("feed-item").filter(has_text=elsewhere)).to_have_count(
+                0
+            )
+            await expect(
+                page.get_by_test_id("feed-item").filter(has_text=ward).first
+            ).to_be_visible()
+            content = await page.content()
+            assert refs[other] not in content
+            assert watched not in content
+            # The API answers the same, ranked and masked.
+            status, body = serving.get(f"/api/watchlist?ward={ward}")
+            assert status == 200
+            assert [p["patient"] for p in body["patients"]] == [
+                refs[febrile],
+                refs[low],
+                refs[watched],
+                refs[early],
+            ]
+            status, body = serving.get(f"/api/dashboard?ward={elsewhere}")
+            assert {e["patient"] for e in body["episodes"]} == {refs[other]}
+            assert ward in body["wards"]
+            assert elsewhere in body["wards"]
+
+            # 2. Its counts fall further: the episode opens and the watch list marks it.
+            await deployment.publish(
+                result("w3", watched, now - timedelta(minutes=20), ward, 9, neutrophils=0.6,
+                       platelets=150, hemoglobin=12.1)
+            )  # fmt: skip
+            marked = row.get_by_test_id("watch-episode")
+            await expect(marked).to_have_count(1, timeout=KAFKA_WAIT_MS)
+            await expect(marked).to_contain_text("neutropenia")
+            await expect(marked).to_contain_text("G3")
+            await expect(rows.get_by_test_id("watch-patient")).to_have_text(
+                [refs[febrile], refs[low], refs[watched], refs[early]]
+            )
+            await expect(episodes.filter(has_text=refs[watched])).to_have_count(1)
+
+            # 3. A click draws its counts, answered by the owner (not the serving worker).
+            await row.click()
+            anc = page.locator('[data-testid="trend-chart"][data-analyte="neutrophils"]')
+            await expect(anc).to_have_count(1, timeout=15_000)
+            d = await anc.get_by_test_id("trend-path").get_attribute("d") or ""
+            assert d.count("L") == 2, d
+            await expect(page.get_by_test_id("trend-chart")).to_have_count(3)
+            await expect(page.get_by_test_id("trend-title")).to_contain_text(refs[watched])
+
+            # 4. "All wards" shows the other ward's patient too, and drops the bookmark.
+            await page.get_by_test_id("ward-filter").select_option("")
+            await expect(rows.filter(has_text=refs[other])).to_have_count(1, timeout=10_000)
+            assert (await page.evaluate("location.search")) == ""
+
+            await page.get_by_test_id("ward-filter").select_option(ward)
+            await expect(rows).to_have_count(4, timeout=10_000)
+            shot = tmp_path / "watchlist.png"
+            await page.screenshot(path=str(shot))
+            assert shot.read_bytes().startswith(PNG_MAGIC)
+            if os.environ.get("UPDATE_SCREENSHOT") == "1":
+                shutil.copyfile(shot, DOCS_WATCHLIST)
+        finally:
+            await browser.close()
+    for worker in deployment.workers:
+        log = worker.log_path.read_text()
+        assert not [p for p in USED_PATIENT_IDS if p in log], f"patient id in {worker.log_path}"

@@ -1,6 +1,6 @@
 """Every Kafka client over TLS (and SASL) against an embedded broker of the test's own.
 
-Tansu 0.6.0 cannot serve TLS itself (monitor/local/broker.py explains), so
+Tansu 0.6.0 cannot serve TLS itself (monitor/local/tansu.py explains), so
 ``EmbeddedBroker(tls=...)`` puts a TLS front before it and advertises only that: every byte a
 client exchanges with the broker goes through TLS. Its SASL (``--authentication``) works, but no
 SCRAM user can be created on it, so only refusals are tested here (docs/secure-kafka.md).

@@ -17,6 +17,15 @@ def test_defaults() -> None:
     assert settings.alerts_topic == "lab.cbc.alerts"
     assert settings.dlq_topic == "lab.cbc.results.dlq"
     assert settings.detector.ctcae_version == "5.0"
+    assert settings.detector.hysteresis is True
+
+
+def test_hysteresis_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_HYSTERESIS", "false")
+    monkeypatch.setenv("MONITOR_RCV_Z", "1.96")
+    settings = MonitorSettings()
+    assert settings.detector.hysteresis is False
+    assert settings.detector.rcv_z == 1.96
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,6 +48,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MONITOR_PARTITIONS", "zero"),
         ("MONITOR_WEB_PORT", "70000"),
         ("MONITOR_PAGE_GRADE", "5"),
+        ("MONITOR_HYSTERESIS", "maybe"),
+        ("MONITOR_RCV_Z", "0"),
         ("MONITOR_STORE", "redis"),
         ("MONITOR_RESULTS_TOPIC", "bad topic"),
     ],

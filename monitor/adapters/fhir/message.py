@@ -12,6 +12,9 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   report in the message lists, and reports whose results are not all present, whose status is
   ``partial``/``registered``, or whose code is not a CBC panel (LOINC 58410-2, 57021-8): a
   second report for the same specimen (a manual differential) must merge, not replace.
+- Observations ``entered-in-error`` (or in a report that is) withdraw their analyte from the
+  specimen (``retracted``; a retraction, not a rejected row); a complete CBC report entered in
+  error withdraws the whole specimen.
 
 An Observation that cannot be used (``RowError``) and one the plausibility check rejects
 (``rows.screen``) are left out and listed in ``Parsed.rejections`` (``read_fhir``); the results
@@ -70,6 +73,7 @@ _KEEP_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
 @dataclass(slots=True)
 class _Group:
     rows: dict[Analyte, Row] = field(default_factory=dict)
+    retracted: dict[Analyte, Row] = field(default_factory=dict)
     first: Row | None = None
     complete: bool = False
 
@@ -212,6 +216,9 @@ def _merge(rows: list[Row], rejections: list[RowRejection]) -> list[CBCResult]:
                 f"{row.where}: subject differs from another observation of its specimen"
             )
         group.complete = group.complete or row.complete
+        if row.status == "retracted":
+            group.retracted[row.analyte] = row
+            continue
         kept = group.rows.get(row.analyte)
         if kept is None or _KEEP_RANK[row.status] > _KEEP_RANK[kept.status]:
             group.rows[row.analyte] = row
@@ -224,16 +231,29 @@ def _merge(rows: list[Row], rejections: list[RowRejection]) -> list[CBCResult]:
         rejections.extend(left_out)
         dropped = {r.where for r in left_out}
         members = [r for r in group.rows.values() if r.where not in dropped]
-        if not members:
-            continue
+        # Observations entered in error withdraw their analyte unless the specimen sends it
+        # again (and it is read); a complete report with nothing else, and no row of the
+        # message rejected, is the whole specimen withdrawn.
+        sent = {r.analyte for r in members}
+        withdrawn = [r for a, r in group.retracted.items() if a not in sent]
+        if not members and not withdrawn:
+            continue  # every row of the specimen was rejected
+        partial = not group.complete or bool(rejections)
+        if members:
+            status = max((r.status for r in members), key=RESULT_RANK.__getitem__)
+            status = "corrected" if withdrawn and status == "final" else status
+        else:
+            status = "corrected" if partial else "retracted"
+        everyone = members + withdrawn
         document: dict[str, Any] = {
             "result_id": result_id,
             "patient_id": group.first.patient_id,
-            "collected_at": min(r.collected_at for r in members),
-            "status": max((r.status for r in members), key=RESULT_RANK.__getitem__),
-            "sex": next((r.sex for r in members if r.sex is not None), None),
+            "collected_at": min(r.collected_at for r in everyone),
+            "status": status,
+            "sex": next((r.sex for r in everyone if r.sex is not None), None),
             "components": {r.analyte.value: r.component for r in members},
-            "partial": not group.complete or bool(rejections),
+            "partial": partial,
+            "retracted": sorted(r.analyte.value for r in withdrawn),
         }
         try:
             results.append(CBCResult.model_validate(document))

@@ -9,9 +9,11 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   when ``system`` is UCUM, else ``unit``. Other Observations are ignored; an Observation without
   a value (``dataAbsentReason``), with no or an unknown unit, a negative value, or a code that
   disagrees with its unit or name is a row that cannot be used: ``RowError``, kept by the
-  message reader as a rejected row while the other Observations are read. A value below a
-  limit (``comparator`` ``<``) is read as just below it (``errors.censored_value``), so it is
-  neither understated nor lost.
+  message reader as a rejected row while the other Observations are read. An Observation
+  ``entered-in-error`` (or listed by a report that is) is a ``retracted`` row, not a rejected
+  one: its analyte, by code alone, is withdrawn from its specimen (no value needed). A value
+  below a limit (``comparator`` ``<``) is read as just below it (``errors.censored_value``), so
+  it is neither understated nor lost.
 - ``referenceRange[0].low`` is the lower limit when its unit is an equivalent spelling of the
   value's unit, or absent.
 - The subject and effective time are the Observation's, else its report's.
@@ -47,7 +49,7 @@ from monitor.adapters.fhir.resources import (
     Specimen,
 )
 from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.clinical.analytes import Analyte, Sex, read_sex
 from monitor.clinical.units import UnknownUnitError, factor
 
 __all__ = ["OBSERVATION_STATUS", "RESULT_RANK", "Report", "Row", "read_observation"]
@@ -61,13 +63,12 @@ OBSERVATION_STATUS: dict[str, str | None] = {
     "registered": "preliminary",
     "unknown": "preliminary",
     "cancelled": None,
-    "entered-in-error": None,
+    # Withdrawn by the lab: the value is removed from the patient's history (``retracted``).
+    "entered-in-error": "retracted",
 }
 
 # Which status a merged result gets: the least settled wins.
 RESULT_RANK = {"final": 0, "corrected": 1, "preliminary": 2}
-
-_GENDER = {"female": Sex.FEMALE, "male": Sex.MALE}
 
 # A FHIR dateTime: a date, optionally a time, and (required with a time) a zone. Seconds are
 # optional here although R4 requires them; feeds drop them.
@@ -110,8 +111,10 @@ def read_observation(
     local_codes: Mapping[str, Analyte] | None,
     report: Report | None,
 ) -> Row | None:
-    """One Observation as a CBC component, or None when it carries none (not a CBC code, a
-    skipped status, no value); raises AdapterError naming its position when it is inconsistent.
+    """One Observation as a CBC component (a ``retracted`` row with no value when it was
+    entered in error), or None when it carries none (not a CBC code, a skipped status); raises
+    RowError when it is a CBC row that cannot be used (no value, unit, code), AdapterError
+    naming its position when the message itself is inconsistent.
 
     ``scope`` holds the resources contained in the report that lists it, ``index`` the message's
     resources by ``fullUrl`` and ``Type/id``.
@@ -124,27 +127,36 @@ def read_observation(
     if obs.status not in OBSERVATION_STATUS:
         raise AdapterError(f"{where}: status is not an Observation status")
     status = OBSERVATION_STATUS[obs.status]
+    if report is not None and report.status == "retracted":
+        status = "retracted"  # the whole report was entered in error
     if status is None or obs.code is None:
         return None
     candidates = list(_candidate_codings(obs.code, local_codes))
     if not candidates:
         return None  # not a CBC component
-    quantity = obs.value_quantity
-    if quantity is None or quantity.value is None:
-        raise RowError(where, "no_value", "no valueQuantity.value (absent or dataAbsentReason)")
-    if not math.isfinite(quantity.value):
-        raise RowError(where, "no_value", "valueQuantity.value is not a finite number")
-    unit = _unit(quantity)
-    if unit is None:
-        raise RowError(where, "unit", "valueQuantity has no unit")
-    analyte = _analyte(candidates, obs.code, unit, local_codes, where)
-    if quantity.value < 0:
-        raise RowError(where, "implausible", "valueQuantity.value is negative")
-    value = censored_value(quantity.comparator, quantity.value)
-    component: dict[str, Any] = {"value": value, "unit": unit}
-    lln = _lln(obs, analyte, unit)
-    if lln is not None:
-        component["lln"] = lln
+    if status == "retracted":
+        # Withdrawn: which analyte is all that matters (the value and unit were wrong).
+        if candidates[0].code is None:
+            return None
+        analyte = (local_codes or {}).get(candidates[0].code) or LOINC[candidates[0].code].analyte
+        component: dict[str, Any] = {}
+    else:
+        quantity = obs.value_quantity
+        if quantity is None or quantity.value is None:
+            raise RowError(where, "no_value", "no valueQuantity.value (absent or dataAbsentReason)")
+        if not math.isfinite(quantity.value):
+            raise RowError(where, "no_value", "valueQuantity.value is not a finite number")
+        unit = _unit(quantity)
+        if unit is None:
+            raise RowError(where, "unit", "valueQuantity has no unit")
+        analyte = _analyte(candidates, obs.code, unit, local_codes, where)
+        if quantity.value < 0:
+            raise RowError(where, "implausible", "valueQuantity.value is negative")
+        value = censored_value(quantity.comparator, quantity.value)
+        component = {"value": value, "unit": unit}
+        lln = _lln(obs, analyte, unit)
+        if lln is not None:
+            component["lln"] = lln
 
     if obs.contained:
         scope = contained_scope(obs, where, scope)
@@ -162,7 +174,7 @@ def read_observation(
     return Row(
         analyte=analyte,
         component=component,
-        status=max(statuses, key=RESULT_RANK.__getitem__),
+        status=max(statuses, key=RESULT_RANK.__getitem__) if status != "retracted" else status,
         where=where,
         result_id=result_id,
         patient_id=patient_id,
@@ -252,7 +264,7 @@ def _patient(
         raise AdapterError(f"{where}: subject is not a Patient")
     patient = target.resource if target is not None else None
     assert patient is None or isinstance(patient, Patient)
-    sex = _GENDER.get(patient.gender or "") if patient is not None else None
+    sex = read_sex(patient.gender) if patient is not None else None
     if tail is not None:  # Patient/<id>
         return tail[2], sex
     if patient is not None and target is not None:  # '#id' or 'urn:uuid:...' in the message

@@ -14,6 +14,10 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   plausibility check rejects (``rows.screen``) are left out and listed in ``Parsed.rejections``;
   every other row is read. A result with a row left out is ``partial`` (it merges into what is
   known of its specimen instead of replacing it).
+- OBX-11 W/D rows withdraw their analyte (``retracted``; the result is then corrected); they
+  are retractions, not rejected rows. A specimen whose every CBC row is W/D is ``retracted`` as
+  a whole, with no components; when a row of it was also rejected, only the W/D analytes are
+  withdrawn (a ``partial`` corrected result with no values).
 - The result is validated by ``CBCResult.model_validate`` as JSON input is.
 
 Every ``AdapterError`` message names segments, fields and set ids, never a value from the message.
@@ -38,6 +42,7 @@ from monitor.adapters.hl7v2.segments import (
     collection_time,
     read_obx,
     read_pid,
+    retracted_analyte,
     specimen_id,
 )
 from monitor.adapters.rows import Parsed, screen
@@ -102,6 +107,7 @@ def _result(
     members: list[tuple[_Panel, list[Observation]]],
     default_tz: tzinfo | None,
     rejections: list[RowRejection],
+    withdrawn: set[Analyte] | None = None,
 ) -> CBCResult | None:
     first = members[0][0]
     if any(panel.patient != first.patient for panel, _ in members):
@@ -125,10 +131,19 @@ def _result(
     for rejection in left_out:
         chosen = {a: row for a, row in chosen.items() if row.where != rejection.where}
     rejections.extend(left_out)
-    if not chosen:
-        return None
+    # A row of this specimen was left out: merge into what is known of it, never replace.
+    partial = any(
+        r.where.startswith(f"{panel.label}, ") for panel, _ in members for r in rejections
+    )
+    # Rows posted as wrong or deleted withdraw their analyte, unless the specimen sends that
+    # analyte again (the new row replaces the withdrawn one).
+    retracted = sorted((withdrawn or set()) - set(chosen))
+    if not chosen and not retracted:
+        return None  # every CBC row of the specimen was rejected
     statuses = {row.status for row in chosen.values()}
-    if "corrected" in statuses:
+    if not chosen and not partial:
+        status = "retracted"  # every CBC row withdrawn: the whole specimen
+    elif "corrected" in statuses or retracted:
         status = "corrected"
     elif statuses == {"preliminary"}:
         status = "preliminary"
@@ -148,10 +163,8 @@ def _result(
         "sex": first.patient.sex,
         "components": components,
         "context": {"ward": first.patient.ward},
-        # A row of this specimen was left out: merge into what is known of it, never replace.
-        "partial": any(
-            r.where.startswith(f"{panel.label}, ") for panel, _ in members for r in rejections
-        ),
+        "partial": partial,
+        "retracted": retracted,
     }
     try:
         return CBCResult.model_validate(document)
@@ -175,6 +188,7 @@ def read_oru(
     check_msh(segments[0])
     groups: dict[str, list[tuple[_Panel, list[Observation]]]] = {}
     rejections: list[RowRejection] = []
+    withdrawn: dict[str, set[Analyte]] = {}  # specimen -> analytes of its W/D rows
     for panel in _panels(segments):
         rows: list[Observation] = []
         for obx, label in panel.observations:
@@ -185,15 +199,22 @@ def read_oru(
                 continue
             if row is not None:
                 rows.append(row)
-        if rows:
+        retracted = {
+            analyte
+            for obx, _ in panel.observations
+            if (analyte := retracted_analyte(obx, local_codes)) is not None
+        }
+        if rows or retracted:
             key = specimen_id(panel.obr, panel.specimen, panel.label)
             groups.setdefault(key, []).append((panel, rows))
+            withdrawn.setdefault(key, set()).update(retracted)
     if not groups and not rejections:
         raise AdapterError("no CBC component in any OBX")
     results = [
         result
         for result_id, members in groups.items()
-        if (result := _result(result_id, members, default_tz, rejections)) is not None
+        if (result := _result(result_id, members, default_tz, rejections, withdrawn.get(result_id)))
+        is not None
     ]
     return Parsed(results, rejections)
 

@@ -3,7 +3,8 @@
 
 Rules (see the adapter brief and CLINICAL.md section 3):
 
-- Patient: PID-3, first repetition, CX.1; sex from PID-8 (F, M; anything else is unknown).
+- Patient: PID-3, first repetition, CX.1; sex from PID-8 (F, M, or the words in any case;
+  O, U, A, N and anything else are unknown: ``analytes.read_sex``).
 - Specimen (``result_id``): OBR-3 (filler order number, EI.1), else SPM-2 (filler, then
   placer assigned id), else OBR-2 (placer order number).
 - Collection time: OBR-7, ``YYYYMMDDHHMM[SS[.S...]][+/-ZZZZ]``; without an offset only when
@@ -14,7 +15,10 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   read as just below 0.5, see ``errors.censored_value``); other value types and empty values
   carry no number and are skipped.
   OBX-7 gives the lower limit (``4.0-11.0``, ``>1.5``, ``>=1.5``); OBX-8 flags are not used.
-- OBX-11: F/U final, C corrected, P/R/S preliminary; X/D/W/N/I/O rows are skipped.
+- OBX-11: F/U final, C corrected, P/R/S preliminary; X/N/I/O rows are skipped; W (posted as
+  wrong, e.g. wrong patient) and D (deleted) withdraw the analyte of their code from the
+  specimen (``retracted_analyte``: by code alone, as the value and unit of a wrong row may be
+  anything).
 
 Every ``AdapterError`` message names segments, fields and set ids, never a value from the message.
 """
@@ -36,8 +40,8 @@ from monitor.adapters.errors import (
     text_number,
 )
 from monitor.adapters.hl7v2.encoding import Segment
-from monitor.adapters.loinc import CodeMismatchError, resolve
-from monitor.clinical.analytes import Analyte, Sex
+from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
+from monitor.clinical.analytes import Analyte, Sex, read_sex
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -47,6 +51,7 @@ __all__ = [
     "collection_time",
     "read_obx",
     "read_pid",
+    "retracted_analyte",
     "specimen_id",
 ]
 
@@ -63,6 +68,9 @@ _STATUS: dict[str, str] = {
     "S": "preliminary",
 }
 _SKIPPED = frozenset({"X", "D", "W", "N", "I", "O"})
+# W: "post original as wrong, e.g. transmitted for wrong patient"; D: "delete the OBX record".
+# Both withdraw a value sent before (HL7 v2.5.1 table 0085): see ``retracted_analyte``.
+RETRACTING = frozenset({"W", "D"})
 
 _SN_COMPARATORS = frozenset({"", "=", "<", ">", "<=", ">=", "<>"})
 _NUMBER = NUMBER
@@ -99,7 +107,7 @@ def read_pid(pid: Segment) -> Patient:
     patient_id = pid.get(3, 1)
     if not patient_id:
         raise AdapterError("PID-3 has no patient identifier")
-    sex = {"F": Sex.FEMALE, "M": Sex.MALE}.get(pid.get(8).upper())
+    sex = read_sex(pid.get(8))
     return Patient(patient_id, sex)
 
 
@@ -207,6 +215,21 @@ def read_obx(
     return Observation(analyte, value, unit, _lln(obx.get(7)), status, label)
 
 
+def retracted_analyte(obx: Segment, local_codes: Mapping[str, Analyte] | None) -> Analyte | None:
+    """The CBC analyte an OBX-11 ``W``/``D`` row withdraws, or None (another status, or not a
+    CBC code). The code alone decides (OBX-3, else its alternate): the row is withdrawn
+    because it was wrong, so its value and unit are not checked."""
+    if obx.get(11).upper() not in RETRACTING:
+        return None
+    for first in (1, 4):
+        code = obx.get(3, first)
+        if local_codes is not None and code in local_codes:
+            return local_codes[code]
+        if code in LOINC:
+            return LOINC[code].analyte
+    return None
+
+
 # --- OBR, SPM -------------------------------------------------------------------------------
 
 
@@ -228,7 +251,11 @@ def collection_time(obr: Segment, label: str, default_tz: tzinfo | None) -> date
     match = _DTM.fullmatch(text)
     if match is None:
         if _DATE_ONLY.fullmatch(text):
-            raise AdapterError(f"{label}: OBR-7 collection time is not precise to the minute")
+            digits = len(text.split("+")[0].split("-")[0])
+            what = "a date without a time of day" if digits <= 8 else "an hour without minutes"
+            raise AdapterError(
+                f"{label}: OBR-7 collection time is {what} (not precise to the minute)"
+            )
         raise AdapterError(f"{label}: OBR-7 collection time is not an HL7 date and time")
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
     if not sign and default_tz is None:

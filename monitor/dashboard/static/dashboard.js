@@ -8,9 +8,13 @@
   const FEED_SHOWN = 60;
   const SVG_NS = "http://www.w3.org/2000/svg";
 
+  const DIRECTION_ARROW = { falling: "\u2193", rising: "\u2191", stable: "\u2192" };
+
   const state = {
     data: null,
-    selected: null, // dedup_key of the episode whose trend is shown
+    watch: null, // the last /api/watchlist answer
+    ward: new URLSearchParams(window.location.search).get("ward") || "",
+    selected: null, // dedup_key of the episode, or "watch:<watch_id>", whose trend is shown
     trendFor: null, // "<dedup_key>|<last_event_at>|<masked>" of the trend on screen
     trendBusy: false,
     sortKey: "grade",
@@ -190,6 +194,95 @@
     $("feed-list").replaceChildren(...items);
   }
 
+  // --- ward --------------------------------------------------------------------------------
+
+  function wardQuery() {
+    return state.ward ? "?ward=" + encodeURIComponent(state.ward) : "";
+  }
+
+  function renderWards(data) {
+    const select = $("ward-filter");
+    const wards = new Set(data.wards);
+    if (state.ward) wards.add(state.ward);
+    const have = [...select.options].map((o) => o.value).slice(1);
+    const want = [...wards].sort();
+    if (have.join("\n") !== want.join("\n")) {
+      select.replaceChildren(
+        el("option", { value: "", text: "All wards" }),
+        ...want.map((w) => el("option", { value: w, text: w })),
+      );
+    }
+    select.value = state.ward;
+  }
+
+  function setWard(ward) {
+    state.ward = ward;
+    const url = new URL(window.location.href);
+    if (ward) url.searchParams.set("ward", ward);
+    else url.searchParams.delete("ward");
+    window.history.replaceState(null, "", url.pathname + url.search);
+    document.title = "CBC monitor \u00b7 " + (ward || "lab ops");
+    schedule(0);
+  }
+
+  // --- watch list --------------------------------------------------------------------------
+
+  function countCell(row, name, testid) {
+    const c = row.counts[name];
+    if (!c) return el("td", { "data-testid": testid, text: "\u2014" });
+    const children = [el("span", { text: String(c.value) })];
+    if (c.grade) children.push(document.createTextNode(" "), gradeBadge(c.grade));
+    if (c.direction) {
+      children.push(el("span", {
+        class: "dir " + c.direction, "data-testid": testid + "-direction",
+        title: c.direction + (c.previous !== null ? " from " + c.previous : ""),
+        text: DIRECTION_ARROW[c.direction] + " " + c.direction,
+      }));
+    }
+    return el("td", { "data-testid": testid, title: c.unit + ", " + when(c.collected_at) }, children);
+  }
+
+  function renderWatch(watch) {
+    const rows = watch.patients.map((p) => {
+      const key = "watch:" + p.watch_id;
+      const episodes = p.episodes.map((e) =>
+        el("span", { class: "ep", "data-testid": "watch-episode", "data-dedup-key": e.dedup_key }, [
+          gradeBadge(e.grade), document.createTextNode(" " + label(e.condition)),
+        ]));
+      const row = el("tr", {
+        "data-testid": "watch-row", "data-watch-id": p.watch_id,
+        class: p.febrile ? "febrile" : null,
+      }, [
+        el("td", { class: "patient", "data-testid": "watch-patient", text: p.patient }),
+        el("td", { class: "ward-col", "data-testid": "watch-ward", text: p.ward || "\u2014" }),
+        el("td", { "data-testid": "watch-day" }, [
+          el("span", { text: "day " + p.days_since_chemo }),
+          el("span", { class: "phase " + p.phase, text: p.phase === "nadir" ? "nadir" : "before" }),
+        ]),
+        countCell(p, "neutrophils", "watch-anc"),
+        countCell(p, "platelets", "watch-plt"),
+        countCell(p, "hemoglobin", "watch-hgb"),
+        el("td", p.febrile
+          ? { class: "fever", "data-testid": "watch-fever", text: p.fever.celsius.toFixed(1) + " \u00b0C" }
+          : { "data-testid": "watch-fever", text: "\u2014" }),
+        el("td", { class: "episodes-cell", "data-testid": "watch-episodes" },
+          episodes.length ? episodes : [document.createTextNode("none")]),
+      ]);
+      if (key === state.selected) row.classList.add("selected");
+      row.addEventListener("click", () => select(key));
+      return row;
+    });
+    $("watch-body").replaceChildren(...rows);
+    // One ward chosen: its name is in the selector, the column would only repeat it.
+    $("watchlist-table").classList.toggle("one-ward", Boolean(watch.ward));
+    $("watch-empty").hidden = rows.length > 0;
+    $("watch-count").textContent = String(rows.length);
+    const w = watch.window;
+    $("watch-window").textContent =
+      "nadir window days " + w.first_day + "\u2013" + w.last_day + " after chemotherapy, and " +
+      w.lead_days + " days before; febrile first, then lowest ANC";
+  }
+
   // --- trend -------------------------------------------------------------------------------
 
   function select(dedupKey) {
@@ -200,18 +293,30 @@
     $("trend-note").textContent = "loading\u2026";
     $("trend-charts").replaceChildren();
     if (state.data) renderEpisodes(state.data);
+    if (state.watch) renderWatch(state.watch);
     refreshTrend();
+  }
+
+  function trendSource(key) {
+    if (key.startsWith("watch:")) {
+      const id = key.slice(6);
+      const p = state.watch && state.watch.patients.find((x) => x.watch_id === id);
+      const stamp = p ? Object.values(p.counts).map((c) => c.collected_at).sort().pop() || "" : "gone";
+      return ["/api/watchlist/" + encodeURIComponent(id) + "/trend", stamp];
+    }
+    const episode = state.data.episodes.find((e) => e.dedup_key === key);
+    return ["/api/episodes/" + encodeURIComponent(key) + "/trend", episode ? episode.last_event_at : "closed"];
   }
 
   async function refreshTrend() {
     const key = state.selected;
     if (!key || state.trendBusy || !state.data) return;
-    const episode = state.data.episodes.find((e) => e.dedup_key === key);
-    const version = key + "|" + (episode ? episode.last_event_at : "closed") + "|" + state.data.masked;
+    const [url, stamp] = trendSource(key);
+    const version = key + "|" + stamp + "|" + state.data.masked;
     if (state.trendFor === version) return;
     state.trendBusy = true;
     try {
-      const trend = await getJSON("/api/episodes/" + encodeURIComponent(key) + "/trend");
+      const trend = await getJSON(url);
       if (state.selected !== key) return;
       state.trendFor = version;
       drawTrend(trend);
@@ -223,10 +328,12 @@
   }
 
   function drawTrend(trend) {
-    $("trend-title").textContent =
-      label(trend.condition) + " \u00b7 " + trend.patient + (trend.open ? "" : " \u00b7 resolved");
+    $("trend-title").textContent = trend.condition
+      ? label(trend.condition) + " \u00b7 " + trend.patient + (trend.open ? "" : " \u00b7 resolved")
+      : "counts \u00b7 " + trend.patient;
     $("trend-note").textContent =
-      "CTCAE v" + trend.ctcae_version + "; dashed green: lower limit of normal; dotted: grade limits";
+      "CTCAE v" + trend.ctcae_version + "; dashed green: lower limit of normal; dotted: grade limits; " +
+      "ringed: grade change held back as within the reference change value (not announced)";
     $("trend-charts").replaceChildren(...trend.series.map(chart));
   }
 
@@ -266,9 +373,11 @@
     series.points.forEach((p, i) => {
       const dot = svg("circle", {
         cx: x(times[i]).toFixed(1), cy: y(p.value).toFixed(1), r: 4,
-        class: p.status === "preliminary" ? "prelim" : "g" + (p.grade ?? 0),
+        class: (p.status === "preliminary" ? "prelim" : "g" + (p.grade ?? 0)) + (p.suppressed ? " suppressed" : ""),
+        "data-suppressed": p.suppressed ? "true" : "false",
       });
-      dot.appendChild(svg("title", {}, when(p.at) + ": " + p.value + " " + series.unit + (p.grade !== null ? ", grade " + p.grade : "")));
+      dot.appendChild(svg("title", {}, when(p.at) + ": " + p.value + " " + series.unit + (p.grade !== null ? ", grade " + p.grade : "") +
+        (p.suppressed ? " (within the reference change value: not announced)" : "")));
       root.appendChild(dot);
     });
     return root;
@@ -285,8 +394,14 @@
 
   async function poll() {
     try {
-      const data = await getJSON("/api/dashboard");
+      const query = wardQuery();
+      const [data, watch] = await Promise.all([
+        getJSON("/api/dashboard" + query), getJSON("/api/watchlist" + query),
+      ]);
       state.data = data;
+      state.watch = watch;
+      renderWards(data);
+      renderWatch(watch);
       renderFilter(data);
       renderEpisodes(data);
       renderCounts(data);
@@ -321,7 +436,10 @@
       state.selected = null;
       $("trend-panel").hidden = true;
       if (state.data) renderEpisodes(state.data);
+      if (state.watch) renderWatch(state.watch);
     });
+    $("ward-filter").addEventListener("change", () => setWard($("ward-filter").value));
+    if (state.ward) document.title = "CBC monitor \u00b7 " + state.ward;
     $("condition-filter").addEventListener("change", () => state.data && renderEpisodes(state.data));
     for (const th of document.querySelectorAll("th[data-sort]")) {
       th.addEventListener("click", () => {

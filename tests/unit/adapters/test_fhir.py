@@ -269,7 +269,7 @@ def test_observation_status(fhir_status: str, status: str) -> None:
     assert one(document).status == status
 
 
-@pytest.mark.parametrize("fhir_status", ["cancelled", "entered-in-error"])
+@pytest.mark.parametrize("fhir_status", ["cancelled"])
 def test_withdrawn_observations_are_skipped(fhir_status: str) -> None:
     anc = load("uscore_neutrophils")
     anc["status"] = fhir_status
@@ -298,12 +298,42 @@ def test_report_status(fhir_status: str, status: str, partial: bool) -> None:
     assert (result.status, result.partial) == (status, partial)
 
 
-@pytest.mark.parametrize("fhir_status", ["cancelled", "entered-in-error"])
+@pytest.mark.parametrize("fhir_status", ["cancelled"])
 def test_withdrawn_report_is_skipped_with_its_results(fhir_status: str) -> None:
     document = load("message_bundle")
     document["entry"][1]["resource"]["status"] = fhir_status
     with pytest.raises(AdapterError, match="no usable CBC observation"):
         parse(document)
+
+
+# Issue 9 changes entered-in-error from "skipped" to "retracted": the value must leave the
+# patient's history, or its episode stays open on a result that never was.
+
+
+def test_an_observation_entered_in_error_withdraws_its_analyte() -> None:
+    anc = load("uscore_neutrophils")
+    anc["status"] = "entered-in-error"
+    result = one(anc)
+    assert (result.status, result.partial, result.components) == ("corrected", True, {})
+    assert result.retracted == ["neutrophils"]
+    beside = one(collection(load("uscore_hemoglobin"), anc))
+    assert set(values(beside)) == {"hemoglobin"}
+    assert beside.retracted == ["neutrophils"]
+
+
+def test_an_observation_entered_in_error_needs_no_value() -> None:
+    anc = load("uscore_neutrophils")
+    anc["status"] = "entered-in-error"
+    del anc["valueQuantity"]
+    assert one(anc).retracted == ["neutrophils"]
+
+
+def test_a_cbc_report_entered_in_error_withdraws_the_whole_specimen() -> None:
+    document = load("message_bundle")
+    document["entry"][1]["resource"]["status"] = "entered-in-error"
+    result = one(document)
+    assert (result.status, result.partial, result.components) == ("retracted", False, {})
+    assert result.retracted == ["hemoglobin", "platelets", "wbc"]
 
 
 def test_least_settled_component_status_wins() -> None:
@@ -355,7 +385,16 @@ def test_subject_identifier_is_the_patient_id() -> None:
     assert one(document).patient_id == "MRN-1234"
 
 
-@pytest.mark.parametrize(("gender", "sex"), [("male", "male"), ("other", None), ("unknown", None)])
+@pytest.mark.parametrize(
+    ("gender", "sex"),
+    [
+        ("male", "male"),
+        ("female", "female"),
+        ("Female", "female"),
+        ("other", None),
+        ("unknown", None),
+    ],
+)
 def test_contained_patient_gender(gender: str, sex: str | None) -> None:
     document = load("cbc_report_contained")
     document["contained"][0]["gender"] = gender

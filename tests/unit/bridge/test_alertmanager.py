@@ -297,3 +297,12 @@ def test_a_first_run_fires_every_open_episode_and_ends_nothing(
     )
     fired, ended = firing_and_ended(output.startup(book, [], NOW, first_run=True))
     assert (fired, ended) == ({"neutropenia@3", "leukopenia@1"}, set())
+
+
+def test_retracted_ends_the_labelset_that_was_firing(output: AlertmanagerOutput) -> None:
+    book = EpisodeBook()
+    _, change = apply_all(book, make_alert("new", 4), make_alert("retracted", 0, 4, hours=2))
+    (retired,) = output.alerts_for(change, NOW)
+    assert (retired["labels"]["grade"], retired["labels"]["severity"]) == ("4", "critical")
+    assert retired["endsAt"] == iso(NOW)
+    assert retired["annotations"]["event"] == "retracted"

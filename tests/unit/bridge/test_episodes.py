@@ -139,3 +139,14 @@ def test_the_detector_s_own_alerts_drive_the_book_through_a_whole_episode() -> N
         (False, 2, "warning"),
     ]
     assert all(book.apply(alert) is None for alert in alerts)
+
+
+def test_retracted_closes_the_episode_like_resolved() -> None:
+    book = EpisodeBook()
+    book.apply(make_alert("new", 4))
+    change = book.apply(make_alert("retracted", 0, 4, hours=2))
+    assert change is not None
+    assert not change.after.open
+    assert change.after.grade == 4
+    assert len(book) == 0
+    assert book.apply(make_alert("worsened", 4, 3, hours=3)) is None

@@ -182,3 +182,12 @@ def test_pagerduty_has_no_keepalive(output: PagerDutyOutput) -> None:
 def test_a_routing_key_is_required() -> None:
     with pytest.raises(ValueError, match="routing key"):
         PagerDutyOutput("", Pseudonymizer(KEY))
+
+
+def test_a_retraction_resolves_what_was_triggered(output: PagerDutyOutput) -> None:
+    paged = changes(make_alert("new", 4), make_alert("retracted", 0, 4, hours=2))
+    actions = [[e["event_action"] for e in output.on_change(change, NOW)] for change in paged]
+    assert actions == [["trigger"], ["resolve"]]
+    assert output.on_change(paged[-1], NOW) == [
+        resolve_event(ROUTING, episode_ref(paged[0].alert.dedup_key))
+    ]

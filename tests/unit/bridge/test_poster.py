@@ -14,7 +14,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from monitor.bridge.metrics import BridgeMetrics
-from monitor.bridge.runner import BridgeOptions, Poster, StopRequestedError, backoff_delays
+from monitor.bridge.options import BridgeOptions
+from monitor.bridge.poster import Poster, StopRequestedError, backoff_delays
 from monitor.local.processes import find_free_port
 
 

@@ -16,14 +16,10 @@ from aiokafka import TopicPartition
 
 from monitor.bridge.alertmanager import AlertmanagerOutput
 from monitor.bridge.episodes import Change, EpisodeBook
+from monitor.bridge.offsets import start_offsets
+from monitor.bridge.options import BridgeOptions
 from monitor.bridge.pseudonym import Pseudonymizer
-from monitor.bridge.runner import (
-    Bridge,
-    BridgeFailedError,
-    BridgeOptions,
-    decode,
-    start_offsets,
-)
+from monitor.bridge.runner import Bridge, BridgeFailedError, decode
 from monitor.clinical.alert import Alert
 from monitor.settings import MonitorSettings
 from tests.unit.bridge.alerts import PATIENT, make_alert

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.clinical.detector import Detector
+from monitor.clinical.detector import Detector, DetectorSettings
 from monitor.clinical.history import PatientState
 from monitor.clinical.model import CBCResult
 from tests.builders import NOW, T0, cbc, replay
@@ -60,6 +60,21 @@ def clinical_state(detector: Detector, state: PatientState) -> object:
     )
 
 
+# Announced grades depend on arrival order once hysteresis holds changes back (a result within the
+# RCV of the anchor is held back or not depending on which result set the anchor), so the two
+# order-independence properties below test the crossing mechanics with hysteresis off; with it
+# on, the history and the evaluated grades must still not depend on order (the test after them).
+EVERY_CROSSING = DetectorSettings(hysteresis=False)
+
+
+def evaluated_state(detector: Detector, state: PatientState) -> object:
+    """The part of the state that never depends on delivery order, hysteresis or not."""
+    return (
+        [(e.result_id, e.fingerprint) for e in state.history],
+        detector.current_grades(state),
+    )
+
+
 common = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -80,7 +95,8 @@ def test_shuffled_delivery_ends_in_the_same_patient_state(
     stream: list[CBCResult], data: st.DataObject
 ) -> None:
     shuffled = data.draw(st.permutations(stream))
-    in_order_detector, shuffled_detector = Detector(), Detector()
+    in_order_detector = Detector(EVERY_CROSSING)
+    shuffled_detector = Detector(EVERY_CROSSING)
     in_order, _, _ = replay(stream, in_order_detector)
     reordered, _, _ = replay(shuffled, shuffled_detector)
     assert clinical_state(in_order_detector, in_order) == clinical_state(
@@ -95,10 +111,23 @@ def test_shuffled_delivery_with_redeliveries_ends_in_the_same_state(
 ) -> None:
     repeats = redeliver.draw(st.lists(st.sampled_from(stream), max_size=10))
     delivered = redeliver.draw(st.permutations(stream + repeats))
-    detector = Detector()
+    detector = Detector(EVERY_CROSSING)
     in_order, _, _ = replay(stream, detector)
     noisy, _, _ = replay(delivered, detector)
     assert clinical_state(detector, in_order) == clinical_state(detector, noisy)
+
+
+@common
+@given(stream=streams(), redeliver=st.data())
+def test_with_hysteresis_history_and_grades_do_not_depend_on_delivery_order(
+    stream: list[CBCResult], redeliver: st.DataObject
+) -> None:
+    repeats = redeliver.draw(st.lists(st.sampled_from(stream), max_size=10))
+    delivered = redeliver.draw(st.permutations(stream + repeats))
+    detector = Detector()
+    in_order, _, _ = replay(stream, detector)
+    noisy, _, _ = replay(delivered, detector)
+    assert evaluated_state(detector, in_order) == evaluated_state(detector, noisy)
 
 
 @common

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from monitor.clinical.alert import Alert
+from monitor.clinical.watch import PatientSummary, make_watch_id
 from monitor.dashboard.feed import AlertFeed
 from monitor.dashboard.view import DashboardView
+from monitor.dashboard.watchlist import WatchList
 from monitor.settings import MonitorSettings
 from tests.builders import cbc, replay
 
@@ -157,3 +160,28 @@ def test_undecodable_records_are_counted_and_skipped_without_logging_them(
     assert feed.undecodable == 2
     assert view.alerts_applied == 0
     assert PATIENT not in caplog.text
+
+
+def test_summaries_fold_into_the_watch_list_and_a_tombstone_removes_the_patient() -> None:
+    now = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    dose = now - timedelta(days=9)
+    watch = WatchList()
+    feed = AlertFeed(SETTINGS, DashboardView(), watchlist=watch, clock=lambda: now)
+    summary = PatientSummary(
+        watch_id=make_watch_id(PATIENT, dose.timestamp()),
+        patient_id=PATIENT,
+        ward="oncology-4b",
+        chemo_at=dose,
+        counts={},
+        fever=None,
+        episodes=[],
+        updated_at=now,
+    )
+    assert feed.fold_summary(PATIENT.encode(), summary.model_dump_json().encode())
+    assert [s.patient_id for s in watch.watched(now)] == [PATIENT]
+    assert not feed.fold_summary(PATIENT.encode(), b"{not json")
+    assert not feed.fold_summary(b"\xff\xfe", summary.model_dump_json().encode())
+    assert feed.undecodable == 2
+    assert [s.patient_id for s in watch.watched(now)] == [PATIENT]
+    assert feed.fold_summary(PATIENT.encode(), None)
+    assert watch.watched(now) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from yarl import URL
 
 from monitor.bridge.pseudonym import Pseudonymizer, load_pseudonym_key
 from monitor.clinical.alert import Alert
+from monitor.clinical.analytes import DEFAULT_LLN
 from monitor.clinical.history import dump_state
+from monitor.clinical.watch import PatientSummary, patient_summary
 from monitor.dashboard.routes import (
     CONTENT_SECURITY_POLICY,
     STATIC_TYPES,
@@ -256,3 +259,67 @@ async def test_a_trend_with_no_known_owner_is_a_503_with_the_security_headers(
     assert response.status == 503
     assert_security_headers(response.headers)
     assert PATIENT not in await response.text()
+
+
+def watched_course() -> tuple[PatientSummary, bytes]:
+    """A patient 9 days after a dose (by the wall clock: the list is judged at request time)."""
+    now = datetime.now(UTC)
+    dose = now - timedelta(days=9)
+    state, _, _ = replay(
+        [
+            cbc("w1", 0, patient_id=PATIENT, last_chemo_at=dose, neutrophils=1.6, platelets=90),
+            cbc("w2", 24, patient_id=PATIENT, last_chemo_at=dose, neutrophils=0.9, platelets=70),
+        ]
+    )
+    summary = patient_summary(
+        state, PATIENT, now, window=(7, 14), ctcae_version="5.0", default_lln=DEFAULT_LLN
+    )
+    assert summary is not None
+    return summary, dump_state(state)
+
+
+@pytest.mark.asyncio
+async def test_watchlist_api_filters_by_ward_masks_ids_and_serves_the_trend_from_the_owner(
+    monitor: MonitorApp, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary, stored = watched_course()
+    now = datetime.now(UTC)
+    monitor.watchlist.apply(PATIENT, summary, now)
+    masked = await client.get("/api/watchlist?ward=oncology-4b")
+    assert masked.status == 200
+    assert_security_headers(masked.headers)
+    assert PATIENT not in await masked.text()
+    body = await masked.json()
+    assert body["ward"] == "oncology-4b"
+    (row,) = body["patients"]
+    assert row["patient"] == REF
+    assert row["days_since_chemo"] == 9
+    assert row["counts"]["neutrophils"]["direction"] == "falling"
+    assert row["counts"]["platelets"]["grade"] == 2
+    other = await (await client.get("/api/watchlist?ward=hematology-2a")).json()
+    assert other["patients"] == []
+    revealed = await (await client.get("/api/watchlist", headers=AUTH)).json()
+    assert revealed["ward"] is None
+    assert revealed["patients"][0]["patient"] == PATIENT
+    # The ward selector lists wards the watch list has seen, even with no episode there.
+    dashboard = await (await client.get("/api/dashboard?ward=oncology-4b")).json()
+    assert dashboard["wards"] == ["oncology-4b"]
+    assert dashboard["ward"] == "oncology-4b"
+
+    routed: list[Any] = []
+
+    async def this_node_owns_it(table: str, key: Any, web: Any, request: Any) -> Any:
+        routed.append((table, key))
+        raise SameNode()
+
+    monkeypatch.setattr(monitor.app.router, "route_req", this_node_owns_it)
+    monkeypatch.setattr(monitor.table, "get", {PATIENT.encode(): stored}.get)
+    trend = await client.get(f"/api/watchlist/{row['watch_id']}/trend")
+    assert trend.status == 200
+    assert routed == [("patients", PATIENT)]
+    assert_security_headers(trend.headers)
+    assert PATIENT not in await trend.text()
+    series = (await trend.json())["series"]
+    assert [s["analyte"] for s in series] == ["neutrophils", "platelets"]
+    assert [p["value"] for p in series[0]["points"]] == [1.6, 0.9]
+    assert (await client.get("/api/watchlist/unknown/trend")).status == 404

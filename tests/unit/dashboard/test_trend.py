@@ -60,3 +60,14 @@ def test_version_6_does_not_grade_lymphocytes() -> None:
     assert series["thresholds"] == []
     (series,) = episode_trend(state, "lymphopenia", version="5.0")
     assert series["points"][0]["grade"] == 3
+
+
+def test_results_held_back_as_within_the_rcv_are_marked() -> None:
+    values = (2.5, 0.95, 1.05, 0.97, 1.02)  # the ANC week, first days
+    state, alerts, _ = replay([cbc(f"r{d}", d * 24, neutrophils=v) for d, v in enumerate(values)])
+    assert len(alerts) == 1
+    (series,) = episode_trend(state, "neutropenia")
+    # 1.05 and 1.02 are grade 2 against an announced grade 3: held back; 0.97 is grade 3 as
+    # announced (no change to hold back).
+    assert [p["suppressed"] for p in series["points"]] == [False, False, True, False, True]
+    assert episode_trend(state, "thrombocytopenia") == []

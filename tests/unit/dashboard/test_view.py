@@ -165,7 +165,18 @@ def test_snapshot_json_shape() -> None:
         view.apply(alert)
     now = datetime(2026, 11, 2, 11, 12, tzinfo=UTC)
     body = json.loads(json.dumps(view.snapshot(now, reveal=False, pseudonym=PSEUDONYM)))
-    assert set(body) == {"generated_at", "masked", "alerts_applied", "episodes", "counts", "recent"}
+    assert set(body) == {
+        "generated_at",
+        "masked",
+        "alerts_applied",
+        "ward",
+        "wards",
+        "episodes",
+        "counts",
+        "recent",
+    }
+    assert body["ward"] is None
+    assert body["wards"] == ["oncology-4b"]
     assert body["generated_at"] == now.isoformat()
     (episode,) = body["episodes"]
     assert set(episode) == {
@@ -200,3 +211,53 @@ def test_episodes_are_listed_worst_grade_first() -> None:
         for e in view.snapshot(T0 + timedelta(days=1), reveal=True, pseudonym=None)["episodes"]
     ]
     assert grades == [4, 2]
+
+
+def test_a_retraction_closes_the_episode_like_a_resolve() -> None:
+    _, alerts, _ = replay(
+        [
+            cbc("r1", 0, patient_id=PATIENT, neutrophils=0.3),
+            CBCResult.model_validate(
+                {
+                    "result_id": "r1",
+                    "patient_id": PATIENT,
+                    "collected_at": T0.isoformat(),
+                    "status": "retracted",
+                }
+            ),
+        ]
+    )
+    assert [a.event for a in alerts] == ["new", "retracted"]
+    view = DashboardView()
+    assert view.apply(alerts[0])
+    assert list(view.episodes) == [alerts[0].dedup_key]
+    assert view.apply(alerts[1])
+    assert view.episodes == {}
+    assert view.recent[0].event == "retracted"
+    assert not view.apply(alerts[0].model_copy(update={"alert_id": "late"}))
+    assert view.episodes == {}
+
+
+def test_a_ward_sees_only_its_episodes_counts_and_alerts() -> None:
+    view = DashboardView()
+    for alert in [
+        *first_alerts(cbc("a1", 0, patient_id="MRN-1", ward="oncology-4b", neutrophils=0.4)),
+        *first_alerts(cbc("b1", 1, patient_id="MRN-2", ward="hematology-2a", platelets=30)),
+        *first_alerts(cbc("c1", 2, patient_id="MRN-3", ward=None, platelets=60)),
+    ]:
+        view.apply(alert)
+    now = T0 + timedelta(hours=3)
+    every = view.snapshot(now, reveal=True, pseudonym=None, wards=["surgery-1"])
+    assert len(every["episodes"]) == 3
+    assert every["wards"] == ["hematology-2a", "oncology-4b", "surgery-1"]
+    ward = view.snapshot(now, reveal=True, pseudonym=None, ward="hematology-2a")
+    assert ward["ward"] == "hematology-2a"
+    assert [(e["patient"], e["condition"]) for e in ward["episodes"]] == [
+        ("MRN-2", "thrombocytopenia")
+    ]
+    assert {a["patient"] for a in ward["recent"]} == {"MRN-2"}
+    assert ward["counts"]["thrombocytopenia"] == {"1": 0, "2": 0, "3": 1, "4": 0}
+    assert ward["counts"]["neutropenia"] == {"1": 0, "2": 0, "3": 0, "4": 0}
+    assert every["counts"]["thrombocytopenia"] == {"1": 0, "2": 1, "3": 1, "4": 0}
+    # The selector still lists every ward while one is chosen.
+    assert ward["wards"] == ["hematology-2a", "oncology-4b"]

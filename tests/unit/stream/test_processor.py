@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.clinical.history import load_state
+from monitor.clinical.watch import PatientSummary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
 from monitor.stream.processor import Origin, ResultProcessor
-from tests.builders import cbc
+from tests.builders import T0, cbc
 
 SETTINGS = MonitorSettings()
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -24,7 +25,7 @@ def processor() -> ResultProcessor:
 
 
 def origin(offset: int = 0, topic: str = SETTINGS.results_topic) -> Origin:
-    return Origin(topic, 2, offset, 1_790_000_000.0)
+    return Origin(topic, 2, offset, NOW.timestamp())
 
 
 def raw(result_id: str, hours: float, **values: float) -> bytes:
@@ -176,3 +177,67 @@ def test_a_message_redelivered_before_its_state_was_written_alerts_again(
     processor.write(again)
     # Once written, the same message is a duplicate and alerts nothing more.
     assert processor.plan(value, b"MRN-0042", origin(1)).sends == []
+
+
+def test_a_retraction_closes_the_episode_in_the_table_and_the_gauges(
+    processor: ResultProcessor,
+) -> None:
+    processor.handle(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
+    assert metric(processor, "monitor_active_episodes", condition="neutropenia", grade="4") == 1
+    retraction = json.dumps(
+        {
+            "result_id": "r1",
+            "patient_id": "MRN-0042",
+            "collected_at": "2026-11-01T08:00:00Z",
+            "status": "retracted",
+        }
+    ).encode()
+    (send,) = processor.handle(retraction, b"MRN-0042", origin(2))
+    alert = json.loads(send.value or b"")
+    assert (alert["event"], alert["grade"], alert["previous_grade"]) == ("retracted", 0, 4)
+    assert send.alert_labels == ("neutropenia", "retracted", "info")
+    assert metric(processor, "monitor_active_episodes", condition="neutropenia", grade="4") == 0
+    state = load_state(processor.table[b"MRN-0042"])
+    assert state.history == []
+    assert processor.handle(retraction, b"MRN-0042", origin(3)) == []
+
+
+def test_a_patient_after_chemotherapy_gets_a_summary_after_the_state_then_a_tombstone(
+    processor: ResultProcessor,
+) -> None:
+    """The summary comes after the alerts and the state write, keyed by patient; once the last
+    dose is past the nadir window the patient's summary is a tombstone."""
+
+    def chemo_result(result_id: str, hours: float, dose_days_before: float) -> bytes:
+        at = T0 + timedelta(hours=hours)
+        result = cbc(
+            result_id,
+            hours,
+            patient_id="MRN-0042",
+            last_chemo_at=at - timedelta(days=dose_days_before),
+            neutrophils=0.8,
+        )
+        return result.model_dump_json().encode()
+
+    clock = [T0 + timedelta(hours=1)]
+    processor.clock = lambda: clock[0]
+    plan = processor.plan(chemo_result("r1", 0, 9), b"MRN-0042", origin(1))
+    assert [s.topic for s in plan.sends] == [SETTINGS.alerts_topic]
+    (after,) = plan.after
+    assert after.topic == SETTINGS.summaries_topic == "lab.cbc.patient-summaries"
+    assert after.key == b"MRN-0042"
+    assert after.value is not None
+    summary = PatientSummary.model_validate_json(after.value)
+    assert summary.counts["neutrophils"].value == 0.8
+    assert [(e.condition, e.grade) for e in summary.episodes] == [("neutropenia", 3)]
+    processor.write(plan)
+    clock[0] = T0 + timedelta(days=7)  # the dose of r1 is now 16 days ago
+    plan = processor.plan(chemo_result("r2", 24 * 6, 15), b"MRN-0042", origin(2))
+    (after,) = plan.after
+    assert (after.key, after.value) == (b"MRN-0042", None)
+
+
+def test_no_summary_for_a_patient_without_chemotherapy(processor: ResultProcessor) -> None:
+    plan = processor.plan(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
+    assert plan.sends
+    assert plan.after == []
