@@ -196,3 +196,53 @@ def test_canonical_json_rows_are_dead_lettered_on_the_by_patient_hop_only() -> N
         repartitioned.value, repartitioned.key, Origin(repartitioned.topic, 0, 1, None)
     )
     assert again == []
+
+
+def test_rejected_rows_and_a_future_specimen_give_two_dead_letters_once_each() -> None:
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
+    today = oru(
+        8,
+        0,
+        [
+            obx(1, "6690-2^WBC^LN", "0.3", "10*9/L"),
+            obx(2, "770-8^NEU%^LN", "----", "%"),
+            obx(3, "777-3^PLT^LN", "12", "10*3/uL"),
+        ],
+    ).decode()
+    future = "OBR|2|ORD99|SPC99|58410-2^CBC panel^LN|||209911300700-0500\r" + obx(
+        4, "777-3^PLT^LN", "11", "10*3/uL"
+    )
+    message = f"{today}\r{future}".encode()
+    sends = processor.handle(message, None, Origin(SETTINGS.hl7v2_topic, 0, 12, None))
+    forwarded = [s for s in sends if s.topic == f"{SETTINGS.results_topic}.by-patient"]
+    dead = [dict(s.headers) for s in sends if s.topic == SETTINGS.dlq_topic]
+    # The readable rows of today's specimen go on; nothing of the future one does.
+    assert [json.loads(s.value or b"")["result_id"] for s in forwarded] == ["SPC8"]
+    assert [h["dlq.code"] for h in dead] == [b"rows_rejected", b"collected_in_future"]
+    assert b"OBR 1, OBX 2" in dead[0]["dlq.reason"]
+    assert b"specimen 2 of 2" in dead[1]["dlq.reason"]
+    assert all(b"2099" not in v and b"MRN9001" not in v for h in dead for v in h.values())
+    assert metric(processor, "rows_rejected") == 1
+    assert metric(processor, "collected_in_future") == 1
+
+
+def test_a_future_canonical_result_with_a_rejected_row_stops_at_the_source() -> None:
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
+    raw = json.dumps(
+        {
+            "result_id": "S3",
+            "patient_id": "MRN9003",
+            "collected_at": "2099-11-30T07:00:00-05:00",
+            "components": {
+                "platelets": {"value": 9, "unit": "10*9/L"},
+                "neutrophils": {"value": 0.4, "unit": "furlongs"},
+            },
+        }
+    ).encode()
+    sends = processor.handle(raw, None, Origin(SETTINGS.results_topic, 0, 2, None))
+    # Not forwarded (it would be refused on the next hop anyway), so both faults are told here.
+    assert {s.topic for s in sends} == {SETTINGS.dlq_topic}
+    assert [dict(s.headers)["dlq.code"] for s in sends] == [
+        b"rows_rejected",
+        b"collected_in_future",
+    ]
