@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.adapters.intake import Rejected, validate_message
+from monitor.adapters.rows import Parsed
 from monitor.clinical.alert import Alert, format_alert
 from monitor.clinical.detector import Detector, DetectorSettings
 from monitor.kafka.clients import bootstrap_of, follow, publish
@@ -75,9 +76,16 @@ _REPLAY_FEED = {"json": "results", "hl7v2": "hl7v2", "fhir": "fhir"}
 def rejection_lines(position: int, rejected: Rejected) -> list[str]:
     """How the message tester reports a dead letter: ``message N rejected (CODE): REASON``.
 
-    This is the one place for row-level lines (``message N row K rejected (CODE): REASON``):
-    a rejection that names rejected rows gets one such line per row here.
+    This is the one place for row-level lines: a dead letter for rows left out of a message
+    that was otherwise read (``rejected.rows``) gets one ``message N row K rejected (CODE):
+    REASON`` line per row, K the row's position (``OBR 1, OBX 2``, ``entry[3].resource``,
+    ``components.neutrophils``) and CODE its cause (``adapters.errors.ROW_CAUSES``).
     """
+    if rejected.rows:
+        return [
+            f"message {position} row {row.where} rejected ({row.cause}): {row.reason}"
+            for row in rejected.rows
+        ]
     return [f"message {position} rejected ({rejected.code}): {rejected.reason}"]
 
 
@@ -202,8 +210,13 @@ def cmd_send(args: argparse.Namespace) -> int:
             errors += 1
             print(f"{path}: {position}: {verdict.reason}", file=sys.stderr)
             continue
-        first = verdict[0] if isinstance(verdict, list) else verdict
-        messages.append((first.patient_id.encode(), message))
+        if isinstance(verdict, Parsed):
+            for rejection in verdict.rejections:  # the worker will dead-letter these rows
+                print(f"{path}: {position}: row {rejection.describe()}", file=sys.stderr)
+            first = verdict.results[0] if verdict.results else None
+        else:
+            first = verdict
+        messages.append((first.patient_id.encode() if first is not None else None, message))
     if errors:
         print(f"cbc-monitor: {errors} invalid entries in {path}; nothing sent", file=sys.stderr)
         return 1

@@ -34,6 +34,8 @@ INVALID_REASONS = (
     "not_utf8",
     "processing_error",
     "unmappable",
+    "rows_rejected",
+    "implausible",
     "collected_in_future",
 )
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from monitor.adapters.errors import AdapterError
+from monitor.adapters.errors import AdapterError, RowRejection
 from monitor.clinical.model import describe_validation_error, parse_result
 
 T = TypeVar("T")
@@ -26,6 +26,9 @@ class Rejected:
     code: str  # one of metrics.INVALID_REASONS
     reason: str
     error_class: str
+    # The rows left out when only some rows were rejected (``rows.Parsed.rejected``); empty for
+    # a message rejected whole. Not a header: ``reason`` already lists them.
+    rows: tuple[RowRejection, ...] = ()
 
 
 def classify(exc: ValidationError) -> str:

@@ -97,6 +97,24 @@ def _noisy(rng: random.Random, analyte: Analyte, true: float) -> float:
     return round(value, digits)
 
 
+# At least this share of the leukocytes is neither neutrophils nor lymphocytes (monocytes,
+# eosinophils, basophils). CLINICAL.md section 7: ANC and lymphocytes cannot exceed the WBC.
+# 5 % is a judgment at the low end of a normal adult differential's other cells (a simulator
+# figure, not a clinical limit).
+_OTHER_LEUKOCYTES: Final = 0.05
+
+
+def _consistent_wbc(values: dict[Analyte, float]) -> float:
+    """The WBC, raised when the independently drawn ANC and lymphocytes would not fit in it.
+
+    An analyzer counts ANC and lymphocytes as parts of the same WBC, so their sum cannot
+    exceed it; boundaries drawn per analyte can (an ANC near 1.8 beside a WBC near 1.0), and
+    the plausibility check (``monitor.clinical.plausibility``) rightly rejects such a count.
+    """
+    parts = values[Analyte.NEUTROPHILS] + values[Analyte.LYMPHOCYTES]
+    return max(values[Analyte.WBC], round(parts / (1.0 - _OTHER_LEUKOCYTES) + 0.005, 2))
+
+
 def simulate_noisy_cohort(spec: NoisySpec = NoisySpec()) -> list[SimMessage]:
     """Canonical JSON results of the noisy cohort, sorted by collection time."""
     rng = random.Random(spec.seed)
@@ -120,9 +138,9 @@ def simulate_noisy_cohort(spec: NoisySpec = NoisySpec()) -> list[SimMessage]:
             else:
                 f = _nadir_factor(cycle_day, nadir_day) if past else 0.0
                 true = {a: _NORMAL[a] * (target[a] / _NORMAL[a]) ** f for a in NOISY_ANALYTES}
-            components = {
-                a.value: {"value": _noisy(rng, a, true[a]), "unit": _UNIT[a]} for a in true
-            }
+            values = {a: _noisy(rng, a, true[a]) for a in true}
+            values[Analyte.WBC] = _consistent_wbc(values)
+            components = {a.value: {"value": v, "unit": _UNIT[a]} for a, v in values.items()}
             collected = spec.start + timedelta(days=day)
             context: dict[str, object] = {"ward": "oncology-4b"}
             if past and not steady:

@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from monitor.adapters.fhir import parse_fhir
+from monitor.adapters.canonical import read_result
+from monitor.adapters.fhir import read_fhir
 from monitor.adapters.future import screen_future
-from monitor.adapters.hl7v2 import parse_oru
+from monitor.adapters.hl7v2 import read_oru
 from monitor.adapters.intake import Rejected, dead_letter_headers, validate_message
+from monitor.adapters.rows import Parsed
 from monitor.adapters.vitals import parse_vital
 from monitor.clinical.context import Treatment
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
-from monitor.clinical.model import CBCResult, parse_result
+from monitor.clinical.model import CBCResult
 from monitor.clinical.watch import last_chemo_at, patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
@@ -76,7 +78,10 @@ FeedKind = Literal["result", "lab", "treatment", "vital"]
 
 @dataclass(frozen=True, slots=True)
 class Feed:
-    """An input topic: how its messages are parsed and where they are handled by patient."""
+    """An input topic: how its messages are parsed and where they are handled by patient.
+
+    Result and lab feeds parse to ``rows.Parsed`` (results and rejected rows), treatments and
+    vitals to their event."""
 
     kind: FeedKind
     parse: Callable[[bytes], Any]
@@ -91,12 +96,12 @@ def feeds_of(settings: MonitorSettings) -> dict[str, Feed]:
     vitals = f"{settings.vitals_topic}.by-patient"
     local_codes = settings.local_codes()
     default_tz = settings.hl7_default_zone()
-    hl7 = functools.partial(parse_oru, local_codes=local_codes, default_tz=default_tz)
-    fhir = functools.partial(parse_fhir, local_codes=local_codes)
+    hl7 = functools.partial(read_oru, local_codes=local_codes, default_tz=default_tz)
+    fhir = functools.partial(read_fhir, local_codes=local_codes)
     treatment = Treatment.model_validate_json
     return {
-        settings.results_topic: Feed("result", parse_result, results),
-        results: Feed("result", parse_result, results),
+        settings.results_topic: Feed("result", read_result, results),
+        results: Feed("result", read_result, results),
         settings.hl7v2_topic: Feed("lab", hl7, results, "OBR-7 collection time"),
         settings.fhir_topic: Feed("lab", fhir, results, "effective[x]"),
         settings.treatments_topic: Feed("treatment", treatment, treatments, "given_at"),
@@ -119,13 +124,15 @@ def screen(
 ) -> tuple[Any, Rejected | None]:
     """A parsed message without its events dated in the future (``adapters.future``).
 
-    Returns what is left of it (a lab feed's list of results, possibly shorter; another feed's
-    event, or None if it was in the future) and the rejection naming what was removed, if any.
+    Returns what is left of it (for result and lab feeds a ``rows.Parsed`` whose results dated
+    in the future are removed, its rejected rows unchanged; for another feed its event, or None
+    if it was in the future) and the rejection naming what was removed, if any.
     """
-    if feed.kind == "lab":
-        return screen_future(verdict, received, tolerance, feed.time_field)
-    kept, rejected = screen_future([verdict], received, tolerance, feed.time_field)
-    return (kept[0] if kept else None), rejected
+    if isinstance(verdict, Parsed):
+        kept, rejected = screen_future(verdict.results, received, tolerance, feed.time_field)
+        return Parsed(kept, verdict.rejections), rejected
+    kept_events, rejected = screen_future([verdict], received, tolerance, feed.time_field)
+    return (kept_events[0] if kept_events else None), rejected
 
 
 def apply_event(
@@ -231,24 +238,33 @@ class ResultProcessor:
             return Plan([self._dead_letter(raw, key, origin, verdict)])
         assert raw is not None
         received = received_at(origin.timestamp, self.clock())
+        # Rejected rows and specimens dated in the future are separate faults: a message with
+        # both gets two dead letters, each with its own code and reason, each once.
+        rows = verdict.rejected() if isinstance(verdict, Parsed) else None
         verdict, future = screen(feed, verdict, received, self.settings.future_tolerance())
         late = [self._dead_letter(raw, key, origin, future)] if future is not None else []
         if feed.kind == "lab":
-            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient; a specimen dated
-            # in the future is dead-lettered (with the whole message), the others go on.
-            results: list[CBCResult] = verdict
+            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient; the rows left
+            # out and the specimens dated in the future go to the dead-letter topic here.
+            results: list[CBCResult] = verdict.results
             return Plan([
-                Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
-                     origin_headers(origin))
-                for r in results
-            ] + late)  # fmt: skip
-        if verdict is None:
+                *(Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
+                       origin_headers(origin)) for r in results),
+                *self._rows_dead_letter(raw, key, origin, rows),
+                *late,
+            ])  # fmt: skip
+        if feed.kind == "result":
+            if not verdict.results:  # every component left out, or dated in the future
+                return Plan([*self._rows_dead_letter(raw, key, origin, rows), *late])
+            verdict = verdict.results[0]
+        elif verdict is None:
             return Plan(late)
         patient_key = verdict.patient_id.encode()
         if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
-            # all of a patient's events in order.
+            # all of a patient's events in order. Rows left out are dead-lettered there.
             return Plan([Send(feed.by_patient, patient_key, raw, origin_headers(origin))])
+        rows_dead_letter = self._rows_dead_letter(raw, key, origin, rows)
         stored = self.table.get(patient_key)
         state = self._states.get(patient_key, stored)
         # The detector changes the state in place: until ``write`` stores it, the cache must not
@@ -261,7 +277,8 @@ class ResultProcessor:
             self.metrics.processing_seconds.observe(time.perf_counter() - started)
             if stored is not None and state is not None:
                 self._states.put(patient_key, stored, state)  # unchanged
-            return Plan([])
+            # A redelivery's rows were dead-lettered the first time.
+            return Plan(rows_dead_letter if outcome.disposition == "stale" else [])
         dumped = dump_state(outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
@@ -279,7 +296,7 @@ class ResultProcessor:
         ]
         after = self._summary(patient_key, verdict.patient_id, outcome.state)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return Plan(sends, (patient_key, dumped, outcome.state), after)
+        return Plan([*sends, *rows_dead_letter], (patient_key, dumped, outcome.state), after)
 
     def _summary(self, key: bytes, patient_id: str, state: PatientState) -> list[Send]:
         """The patient's watch-list summary; a tombstone once the last dose is past the
@@ -327,6 +344,13 @@ class ResultProcessor:
                 tally[(condition, grade)] += 1
         self.metrics.patients_tracked.set(patients)
         self.metrics.set_episodes(tally)
+
+    def _rows_dead_letter(
+        self, raw: bytes, key: bytes | None, origin: Origin, rows: Rejected | None
+    ) -> list[Send]:
+        """The dead letter of a message some rows of which were left out (``Parsed.rejected``;
+        none if none were)."""
+        return [] if rows is None else [self._dead_letter(raw, key, origin, rows)]
 
     def _dead_letter(
         self, raw: bytes | None, key: bytes | None, origin: Origin, rejected: Rejected

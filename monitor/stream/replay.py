@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from monitor.adapters.errors import RowRejection
 from monitor.adapters.intake import Rejected, validate_message
+from monitor.adapters.rows import Parsed
 from monitor.clinical.alert import Alert
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, raw_fingerprint
@@ -51,6 +53,10 @@ class ReplayReport:
     dead_letters: Counter[str] = field(default_factory=Counter)  # dead-letter code -> count
     treatments: Counter[str] = field(default_factory=Counter)  # disposition -> count
     vitals: Counter[str] = field(default_factory=Counter)  # disposition -> count
+    # Rows left out of messages that were otherwise read: (message number from 1, rejection).
+    row_rejections: list[tuple[int, RowRejection]] = field(default_factory=list)
+    # Messages rejected whole: (message number from 1, rejection).
+    rejected_messages: list[tuple[int, Rejected]] = field(default_factory=list)
 
 
 def replay_values(
@@ -104,8 +110,10 @@ def replay_messages(
 
     Each message is parsed by its feed's ``parse`` (``feeds_of(settings)``, after the same size
     and encoding checks as the worker); a message the worker would dead-letter is counted under
-    its code in ``dead_letters`` (and its reason in ``invalid``). Results go to
-    ``Detector.process`` (an HL7 v2 or FHIR message as the canonical results it becomes, each
+    its code in ``dead_letters`` (and its reason in ``invalid``, and in ``rejected_messages``);
+    a message some rows of which were left out is counted under ``rows_rejected`` or
+    ``implausible`` and its rows listed in ``row_rejections``, its readable rows read. Results
+    go to ``Detector.process`` (an HL7 v2 or FHIR message as the canonical results it becomes, each
     fingerprinted as the JSON the worker forwards), treatments to ``process_treatment`` and
     temperatures to ``process_vital``, with one state per patient: what the service would do
     if it saw every message in this order. ``detector`` defaults to one built from ``settings``.
@@ -113,8 +121,9 @@ def replay_messages(
     A message is received at ``clock()`` (or at its own ``timestamp``, seconds since the epoch,
     when it has one): an event dated later than that plus ``settings.future_tolerance()`` is
     dead-lettered as ``collected_in_future`` like the worker does, keeping the rest of its
-    message. ``on_reject(position, rejection)`` is called for every dead letter, ``position``
-    counting messages from 1.
+    message (a message with rejected rows and a specimen in the future gets both dead letters).
+    ``on_reject(position, rejection)`` is called for every dead letter, ``position`` counting
+    messages from 1; a dead letter for rejected rows lists them in ``rejection.rows``.
     """
     settings = settings or MonitorSettings()
     detector = detector or Detector(settings.detector)
@@ -134,6 +143,10 @@ def replay_messages(
     def reject(position: int, rejected: Rejected) -> None:
         report.dead_letters[rejected.code] += 1
         report.invalid[rejected.reason] += 1
+        if rejected.rows:
+            report.row_rejections.extend((position, r) for r in rejected.rows)
+        else:
+            report.rejected_messages.append((position, rejected))
         if on_reject is not None:
             on_reject(position, rejected)
 
@@ -150,17 +163,25 @@ def replay_messages(
             reject(position, verdict)
             continue
         received = received_at(getattr(message, "timestamp", None), clock())
+        # As the worker: rejected rows and specimens dated in the future are each dead-lettered
+        # once, with their own code; the rest of the message is read.
+        rows = verdict.rejected() if isinstance(verdict, Parsed) else None
         verdict, future = screen(feed, verdict, received, tolerance)
+        if rows is not None:
+            reject(position, rows)
         if future is not None:
             reject(position, future)
         if verdict is None:
             continue
-        if feed.kind == "lab":
-            # The worker forwards each result as canonical JSON and processes that.
-            forwarded = [r.model_dump_json().encode() for r in verdict]
+        results = verdict.results if isinstance(verdict, Parsed) else []
+        if feed.kind == "result":
             events: list[tuple[FeedKind, Any, bytes]] = [
-                ("result", parse_result(raw), raw) for raw in forwarded
+                ("result", r, message.value) for r in results
             ]
+        elif feed.kind == "lab":
+            # The worker forwards each result as canonical JSON and processes that.
+            forwarded = [r.model_dump_json().encode() for r in results]
+            events = [("result", parse_result(raw), raw) for raw in forwarded]
         else:
             events = [(feed.kind, verdict, message.value)]
         for kind, item, raw in events:

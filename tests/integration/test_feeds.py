@@ -294,3 +294,32 @@ def test_malformed_feed_messages_are_dead_lettered_and_the_feed_goes_on(
         feeds.send("results", json.dumps(follow_up).encode(), b"BAD-KEY")
     (alert,) = feeds.alerts(patient, 1)
     assert alert.condition == "thrombocytopenia"
+
+
+def test_a_masked_row_is_dead_lettered_and_the_readable_rows_alert(feeds: Feeds) -> None:
+    # Issue 9: an analyzer mask on the differential no longer discards the panel.
+    value = "\r".join(
+        [
+            "MSH|^~\\&|XN|LAB|MON|HOSP|20261110083000+0000||ORU^R01|ROWS1|P|2.5.1",
+            "PID|1||FEED-ROWS^^^HOSP^MR||TEST^PAT||19600101|F",
+            "OBR|1|ORD1|SPC-ROWS-1|58410-2^CBC panel^LN|||202611100800+0000",
+            "OBX|1|NM|6690-2^WBC^LN||0.3|10*9/L|4.0-10.0|LL|||F",
+            "OBX|2|NM|770-8^NEU%^LN||**.*|%|50-70||||F",
+            "OBX|3|NM|777-3^PLT^LN||12|10*3/uL|150-400|LL|||F",
+        ]
+    ).encode()
+    feeds.send("hl7v2", value)
+    alerts = feeds.alerts("FEED-ROWS", 2)
+    assert sorted((a.condition, a.grade) for a in alerts) == [
+        ("leukopenia", 4),
+        ("thrombocytopenia", 4),
+    ]
+
+    def mine(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.value == value]
+
+    (dead,) = mine(feeds.records("dlq", lambda rs: len(mine(rs)) >= 1))
+    assert header(dead, "dlq.code") == b"rows_rejected"
+    assert header(dead, "dlq.reason") == (
+        b"1 rows rejected, 2 read: OBR 1, OBX 2: OBX-5 is not a number (OBX-2 is NM)"
+    )

@@ -31,10 +31,10 @@ def test_replay_reports_a_bad_line_by_number_and_fails(
     path.write_text(good + "\n" + json.dumps(bad) + "\n")
     assert main(["replay", str(path)]) == 1
     captured = capsys.readouterr()
-    # Issue 9 sets the tester's format: "message N rejected (CODE): REASON"; the good lines are
-    # still replayed (it used to replay nothing when any line was bad).
-    assert "message 2 rejected (unknown_unit): " in captured.err
-    assert "unknown unit" in captured.err
+    # Issue 9 sets the tester's format; the good lines are still replayed (it used to replay
+    # nothing when any line was bad). A component with an unknown unit is a rejected row (issue
+    # 9's row-level failure), reported as "message N row K rejected (CODE): REASON".
+    assert "message 2 row components.neutrophils rejected (unit): unknown unit" in captured.err
     assert "MRN-SECRET-1" not in captured.err
     assert captured.out == ""  # the good line raises no alert (ANC 3.0)
 
@@ -162,6 +162,31 @@ def test_tester_reads_hl7_one_message_per_msh_and_reports_the_rejected_one(
     assert err[0].startswith("message 2 rejected (collected_in_future): ")
     assert err[-1] == "2 messages, 1 alerts, 1 rejected"
     assert not any("MRN-SECRET-3" in line for line in err)
+
+
+def test_tester_reports_a_masked_row_and_still_prints_the_readable_rows_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    masked = "\r\n".join(
+        [
+            "MSH|^~\\&|LIS|LAB|CBCMON|ONC|20250310091500+0100||ORU^R01|C3|P|2.5.1",
+            "PID|1||MRN-SECRET-4^^^HOSP^MR||DOE^JANE||19600101|F",
+            "OBR|1|ORD-3|SP-3|57021-8^CBC W Auto Differential^LN|||202503100815+0100",
+            "OBX|1|NM|6690-2^WBC^LN||0.3|10*9/L|4.0-10.0|LL|||F",
+            "OBX|2|NM|770-8^NEU%^LN||**.*|%|50-70||||F",
+            "OBX|3|NM|777-3^PLT^LN||12|10*3/uL|150-400|LL|||F",
+            "",
+        ]
+    )
+    status, alerts, err = run_tester(tmp_path, capsys, "hl7v2", masked)
+    assert status == 1
+    assert sorted((a["condition"], a["grade"]) for a in alerts) == [
+        ("leukopenia", 4),
+        ("thrombocytopenia", 4),
+    ]
+    assert err[0].startswith("message 1 row OBR 1, OBX 2 rejected (no_value): OBX-5 is not")
+    assert err[-1] == "1 messages, 2 alerts, 1 rejected"
+    assert not any("MRN-SECRET-4" in line or "**.*" in line for line in err)
 
 
 def test_tester_exits_0_when_every_message_was_read(

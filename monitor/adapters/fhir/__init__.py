@@ -7,7 +7,7 @@
   one result (``parse_fhir``).
 """
 
-from monitor.adapters.fhir.message import parse_fhir
+from monitor.adapters.fhir.message import parse_fhir, read_fhir
 from monitor.adapters.fhir.resources import looks_like_fhir
 
-__all__ = ["looks_like_fhir", "parse_fhir"]
+__all__ = ["looks_like_fhir", "parse_fhir", "read_fhir"]

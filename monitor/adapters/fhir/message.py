@@ -13,7 +13,12 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   ``partial``/``registered``, or whose code is not a CBC panel (LOINC 58410-2, 57021-8): a
   second report for the same specimen (a manual differential) must merge, not replace.
 - Observations ``entered-in-error`` (or in a report that is) withdraw their analyte from the
-  specimen (``retracted``); a complete CBC report entered in error withdraws the whole specimen.
+  specimen (``retracted``; a retraction, not a rejected row); a complete CBC report entered in
+  error withdraws the whole specimen.
+
+An Observation that cannot be used (``RowError``) and one the plausibility check rejects
+(``rows.screen``) are left out and listed in ``Parsed.rejections`` (``read_fhir``); the results
+of a message with a row left out are ``partial``.
 
 Error messages name elements and positions (``entry[3].resource``), never values.
 """
@@ -26,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from monitor.adapters.errors import AdapterError
+from monitor.adapters.errors import AdapterError, RowError, RowRejection
 from monitor.adapters.fhir.observation import (
     OBSERVATION_STATUS,
     RESULT_RANK,
@@ -45,10 +50,11 @@ from monitor.adapters.fhir.resources import (
     load,
 )
 from monitor.adapters.loinc import CBC_PANELS
+from monitor.adapters.rows import Parsed, screen
 from monitor.clinical.analytes import Analyte
 from monitor.clinical.model import CBCResult, describe_validation_error
 
-__all__ = ["BUNDLE_TYPES", "parse_fhir"]
+__all__ = ["BUNDLE_TYPES", "parse_fhir", "read_fhir"]
 
 BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "message", "searchset", "document"})
 
@@ -73,7 +79,18 @@ class _Group:
 
 
 def parse_fhir(raw: bytes, *, local_codes: Mapping[str, Analyte] | None = None) -> list[CBCResult]:
-    """The CBC results in one FHIR R4 JSON resource; raises AdapterError.
+    """``read_fhir``, strict: raises AdapterError naming the first rejected Observation when any
+    was left out (for callers that have no dead-letter path for rows)."""
+    parsed = read_fhir(raw, local_codes=local_codes)
+    if parsed.rejections:
+        raise AdapterError(parsed.rejections[0].describe())
+    return parsed.results
+
+
+def read_fhir(raw: bytes, *, local_codes: Mapping[str, Analyte] | None = None) -> Parsed:
+    """The CBC results in one FHIR R4 JSON resource, built from its readable Observations, and
+    the Observations left out (position and cause, no values); raises AdapterError when the
+    message itself cannot be read or has no CBC Observation at all.
 
     ``local_codes`` maps a site's own codes (of any coding system) to analytes.
     """
@@ -106,6 +123,7 @@ def parse_fhir(raw: bytes, *, local_codes: Mapping[str, Analyte] | None = None) 
         raise AdapterError("resourceType: not an Observation, DiagnosticReport or Bundle")
 
     rows: list[Row] = []
+    rejections: list[RowRejection] = []
     listed: set[int] = set()  # Observations some report lists (by identity)
     for located in reports:
         report = _read_report(located)
@@ -116,19 +134,26 @@ def parse_fhir(raw: bytes, *, local_codes: Mapping[str, Analyte] | None = None) 
         report.complete = report.complete and not missing
         for member in members:
             scope = report.scope if member.contained else {}
-            row = read_observation(member, scope, index, local_codes, report)
+            try:
+                row = read_observation(member, scope, index, local_codes, report)
+            except RowError as exc:
+                rejections.append(exc.rejection)
+                continue
             if row is not None:
                 rows.append(row)
     for located in observations:
         if id(located.resource) in listed:
             continue
-        row = read_observation(located, {}, index, local_codes, None)
+        try:
+            row = read_observation(located, {}, index, local_codes, None)
+        except RowError as exc:
+            rejections.append(exc.rejection)
+            continue
         if row is not None:
             rows.append(row)
-    results = _merge(rows)
-    if not results:
+    if not rows and not rejections:
         raise AdapterError("message: no usable CBC observation")
-    return results
+    return Parsed(_merge(rows, rejections), rejections)
 
 
 def _read_report(located: Located) -> Report:
@@ -180,7 +205,7 @@ def _report_observations(
     return found, missing
 
 
-def _merge(rows: list[Row]) -> list[CBCResult]:
+def _merge(rows: list[Row], rejections: list[RowRejection]) -> list[CBCResult]:
     groups: dict[str, _Group] = {}
     for row in rows:
         group = groups.setdefault(row.result_id, _Group())
@@ -200,15 +225,25 @@ def _merge(rows: list[Row]) -> list[CBCResult]:
     results: list[CBCResult] = []
     for result_id, group in groups.items():
         assert group.first is not None
-        members = list(group.rows.values())
+        left_out = screen(
+            {a: (r.component["value"], r.component["unit"], r.where) for a, r in group.rows.items()}
+        )
+        rejections.extend(left_out)
+        dropped = {r.where for r in left_out}
+        members = [r for r in group.rows.values() if r.where not in dropped]
         # Observations entered in error withdraw their analyte unless the specimen sends it
-        # again; a complete report with nothing else is the whole specimen withdrawn.
-        withdrawn = [r for a, r in group.retracted.items() if a not in group.rows]
+        # again (and it is read); a complete report with nothing else, and no row of the
+        # message rejected, is the whole specimen withdrawn.
+        sent = {r.analyte for r in members}
+        withdrawn = [r for a, r in group.retracted.items() if a not in sent]
+        if not members and not withdrawn:
+            continue  # every row of the specimen was rejected
+        partial = not group.complete or bool(rejections)
         if members:
             status = max((r.status for r in members), key=RESULT_RANK.__getitem__)
             status = "corrected" if withdrawn and status == "final" else status
         else:
-            status = "retracted" if group.complete else "corrected"
+            status = "corrected" if partial else "retracted"
         everyone = members + withdrawn
         document: dict[str, Any] = {
             "result_id": result_id,
@@ -217,7 +252,7 @@ def _merge(rows: list[Row]) -> list[CBCResult]:
             "status": status,
             "sex": next((r.sex for r in everyone if r.sex is not None), None),
             "components": {r.analyte.value: r.component for r in members},
-            "partial": not group.complete,
+            "partial": partial,
             "retracted": sorted(r.analyte.value for r in withdrawn),
         }
         try:

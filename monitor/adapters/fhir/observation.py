@@ -7,11 +7,13 @@ Rules (see the adapter brief and CLINICAL.md section 3):
 - A component is an Observation with a LOINC coding that ``loinc.resolve`` maps to an analyte
   (or any coding found in ``local_codes``) and a ``valueQuantity``. The unit is the UCUM ``code``
   when ``system`` is UCUM, else ``unit``. Other Observations are ignored; an Observation without
-  a value (``dataAbsentReason``) is skipped; a code that disagrees with its unit or name is an
-  error. An Observation ``entered-in-error`` (or listed by a report that is) is a ``retracted``
-  row: its analyte, by code alone, is withdrawn from its specimen. A value below a limit
-  (``comparator`` ``<``) is read as just below it
-  (``errors.censored_value``), so it is neither understated nor lost.
+  a value (``dataAbsentReason``), with no or an unknown unit, a negative value, or a code that
+  disagrees with its unit or name is a row that cannot be used: ``RowError``, kept by the
+  message reader as a rejected row while the other Observations are read. An Observation
+  ``entered-in-error`` (or listed by a report that is) is a ``retracted`` row, not a rejected
+  one: its analyte, by code alone, is withdrawn from its specimen (no value needed). A value
+  below a limit (``comparator`` ``<``) is read as just below it (``errors.censored_value``), so
+  it is neither understated nor lost.
 - ``referenceRange[0].low`` is the lower limit when its unit is an equivalent spelling of the
   value's unit, or absent.
 - The subject and effective time are the Observation's, else its report's.
@@ -25,13 +27,14 @@ Error messages name elements and positions (``entry[3].resource``), never values
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.adapters.errors import AdapterError, censored_value
+from monitor.adapters.errors import AdapterError, RowError, censored_value
 from monitor.adapters.fhir.references import TYPE_ID, Located, Scope, contained_scope, lookup
 from monitor.adapters.fhir.resources import (
     LOINC_SYSTEM,
@@ -108,8 +111,10 @@ def read_observation(
     local_codes: Mapping[str, Analyte] | None,
     report: Report | None,
 ) -> Row | None:
-    """One Observation as a CBC component, or None when it carries none (not a CBC code, a
-    skipped status, no value); raises AdapterError naming its position when it is inconsistent.
+    """One Observation as a CBC component (a ``retracted`` row with no value when it was
+    entered in error), or None when it carries none (not a CBC code, a skipped status); raises
+    RowError when it is a CBC row that cannot be used (no value, unit, code), AdapterError
+    naming its position when the message itself is inconsistent.
 
     ``scope`` holds the resources contained in the report that lists it, ``index`` the message's
     resources by ``fullUrl`` and ``Type/id``.
@@ -127,20 +132,26 @@ def read_observation(
     if status is None or obs.code is None:
         return None
     candidates = list(_candidate_codings(obs.code, local_codes))
+    if not candidates:
+        return None  # not a CBC component
     if status == "retracted":
         # Withdrawn: which analyte is all that matters (the value and unit were wrong).
-        if not candidates or candidates[0].code is None:
+        if candidates[0].code is None:
             return None
         analyte = (local_codes or {}).get(candidates[0].code) or LOINC[candidates[0].code].analyte
         component: dict[str, Any] = {}
     else:
         quantity = obs.value_quantity
-        if not candidates or quantity is None or quantity.value is None:
-            return None  # not a CBC component, or no value (dataAbsentReason)
+        if quantity is None or quantity.value is None:
+            raise RowError(where, "no_value", "no valueQuantity.value (absent or dataAbsentReason)")
+        if not math.isfinite(quantity.value):
+            raise RowError(where, "no_value", "valueQuantity.value is not a finite number")
         unit = _unit(quantity)
         if unit is None:
-            raise AdapterError(f"{where}: valueQuantity has no unit")
+            raise RowError(where, "unit", "valueQuantity has no unit")
         analyte = _analyte(candidates, obs.code, unit, local_codes, where)
+        if quantity.value < 0:
+            raise RowError(where, "implausible", "valueQuantity.value is negative")
         value = censored_value(quantity.comparator, quantity.value)
         component = {"value": value, "unit": unit}
         lln = _lln(obs, analyte, unit)
@@ -200,14 +211,15 @@ def _analyte(
         try:
             analyte = resolve(coding.code, unit, coding.display or code.text, local_codes)
         except CodeMismatchError as exc:
-            raise AdapterError(f"{where}: {exc}") from None
+            cause = "code" if "the name of" in str(exc) else "unit"
+            raise RowError(where, cause, str(exc)) from None
         if analyte is not None:
             analytes.add(analyte)
             first = first or analyte
     if first is None:  # pragma: no cover - every candidate is a known code
         raise AdapterError(f"{where}: code.coding names no CBC component")
     if len(analytes) > 1:
-        raise AdapterError(f"{where}: code.coding names different analytes")
+        raise RowError(where, "code", "code.coding names different analytes")
     return first
 
 

@@ -8,7 +8,7 @@
 
 from monitor.adapters.errors import AdapterError
 from monitor.adapters.hl7v2.encoding import looks_like_hl7
-from monitor.adapters.hl7v2.message import parse_oru
+from monitor.adapters.hl7v2.message import parse_oru, read_oru
 from monitor.adapters.hl7v2.segments import SUPPORTED_VERSIONS
 
-__all__ = ["SUPPORTED_VERSIONS", "AdapterError", "looks_like_hl7", "parse_oru"]
+__all__ = ["SUPPORTED_VERSIONS", "AdapterError", "looks_like_hl7", "parse_oru", "read_oru"]

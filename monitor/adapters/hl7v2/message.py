@@ -10,8 +10,14 @@ Rules (see the adapter brief and CLINICAL.md section 3):
 - When one specimen sends an analyte twice, a row replaces an earlier one of equal or lower
   rank (preliminary, final, corrected). The result is corrected if any used row is C,
   preliminary if all used rows are preliminary, else final.
-- OBX-11 W/D rows withdraw their analyte (``retracted``; the result is then corrected); a
-  specimen whose every CBC row is W/D is ``retracted`` as a whole, with no components.
+- A CBC row that cannot be used (``segments.read_obx`` raises ``RowError``) and a row the
+  plausibility check rejects (``rows.screen``) are left out and listed in ``Parsed.rejections``;
+  every other row is read. A result with a row left out is ``partial`` (it merges into what is
+  known of its specimen instead of replacing it).
+- OBX-11 W/D rows withdraw their analyte (``retracted``; the result is then corrected); they
+  are retractions, not rejected rows. A specimen whose every CBC row is W/D is ``retracted`` as
+  a whole, with no components; when a row of it was also rejected, only the W/D analytes are
+  withdrawn (a ``partial`` corrected result with no values).
 - The result is validated by ``CBCResult.model_validate`` as JSON input is.
 
 Every ``AdapterError`` message names segments, fields and set ids, never a value from the message.
@@ -27,7 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from monitor.adapters.errors import AdapterError
+from monitor.adapters.errors import AdapterError, RowError, RowRejection
 from monitor.adapters.hl7v2.encoding import Segment, split_segments
 from monitor.adapters.hl7v2.segments import (
     Observation,
@@ -39,10 +45,11 @@ from monitor.adapters.hl7v2.segments import (
     retracted_analyte,
     specimen_id,
 )
+from monitor.adapters.rows import Parsed, screen
 from monitor.clinical.analytes import Analyte
 from monitor.clinical.model import CBCResult, describe_validation_error
 
-__all__ = ["parse_oru"]
+__all__ = ["parse_oru", "read_oru"]
 
 # When one specimen sends an analyte twice, a row replaces an earlier one of equal or lower rank.
 _RANK = {"preliminary": 0, "final": 1, "corrected": 2}
@@ -99,8 +106,9 @@ def _result(
     result_id: str,
     members: list[tuple[_Panel, list[Observation]]],
     default_tz: tzinfo | None,
+    rejections: list[RowRejection],
     withdrawn: set[Analyte] | None = None,
-) -> CBCResult:
+) -> CBCResult | None:
     first = members[0][0]
     if any(panel.patient != first.patient for panel, _ in members):
         raise AdapterError(f"{first.label}: panels of one specimen id name different patients")
@@ -119,11 +127,21 @@ def _result(
             earlier = chosen.get(row.analyte)
             if earlier is None or _RANK[row.status] >= _RANK[earlier.status]:
                 chosen[row.analyte] = row
-    statuses = {row.status for row in chosen.values()}
+    left_out = screen({a: (row.value, row.unit, row.where) for a, row in chosen.items()})
+    for rejection in left_out:
+        chosen = {a: row for a, row in chosen.items() if row.where != rejection.where}
+    rejections.extend(left_out)
+    # A row of this specimen was left out: merge into what is known of it, never replace.
+    partial = any(
+        r.where.startswith(f"{panel.label}, ") for panel, _ in members for r in rejections
+    )
     # Rows posted as wrong or deleted withdraw their analyte, unless the specimen sends that
     # analyte again (the new row replaces the withdrawn one).
     retracted = sorted((withdrawn or set()) - set(chosen))
-    if not chosen:
+    if not chosen and not retracted:
+        return None  # every CBC row of the specimen was rejected
+    statuses = {row.status for row in chosen.values()}
+    if not chosen and not partial:
         status = "retracted"  # every CBC row withdrawn: the whole specimen
     elif "corrected" in statuses or retracted:
         status = "corrected"
@@ -145,6 +163,7 @@ def _result(
         "sex": first.patient.sex,
         "components": components,
         "context": {"ward": first.patient.ward},
+        "partial": partial,
         "retracted": retracted,
     }
     try:
@@ -153,27 +172,33 @@ def _result(
         raise AdapterError(f"{first.label}: {describe_validation_error(exc)}") from None
 
 
-def parse_oru(
+def read_oru(
     message: bytes | str,
     *,
     local_codes: Mapping[str, Analyte] | None = None,
     default_tz: tzinfo | None = None,
-) -> list[CBCResult]:
-    """The CBC results of one HL7 v2 ORU^R01 message, one per specimen, in message order.
+) -> Parsed:
+    """The CBC results of one HL7 v2 ORU^R01 message, one per specimen, in message order,
+    built from its readable rows, and the rows left out (position and cause, no values).
 
-    Raises AdapterError (a ValueError) when the message cannot give a patient, a specimen, a
-    collection time or any CBC component, or a CBC row is inconsistent.
+    Raises AdapterError (a ValueError) when the message cannot give a patient, a specimen or a
+    collection time, or has no CBC row at all.
     """
     segments = split_segments(message)
     check_msh(segments[0])
     groups: dict[str, list[tuple[_Panel, list[Observation]]]] = {}
+    rejections: list[RowRejection] = []
     withdrawn: dict[str, set[Analyte]] = {}  # specimen -> analytes of its W/D rows
     for panel in _panels(segments):
-        rows = [
-            row
-            for obx, label in panel.observations
-            if (row := read_obx(obx, label, local_codes)) is not None
-        ]
+        rows: list[Observation] = []
+        for obx, label in panel.observations:
+            try:
+                row = read_obx(obx, label, local_codes)
+            except RowError as exc:
+                rejections.append(exc.rejection)
+                continue
+            if row is not None:
+                rows.append(row)
         retracted = {
             analyte
             for obx, _ in panel.observations
@@ -183,9 +208,26 @@ def parse_oru(
             key = specimen_id(panel.obr, panel.specimen, panel.label)
             groups.setdefault(key, []).append((panel, rows))
             withdrawn.setdefault(key, set()).update(retracted)
-    if not groups:
+    if not groups and not rejections:
         raise AdapterError("no CBC component in any OBX")
-    return [
-        _result(result_id, members, default_tz, withdrawn.get(result_id))
+    results = [
+        result
         for result_id, members in groups.items()
+        if (result := _result(result_id, members, default_tz, rejections, withdrawn.get(result_id)))
+        is not None
     ]
+    return Parsed(results, rejections)
+
+
+def parse_oru(
+    message: bytes | str,
+    *,
+    local_codes: Mapping[str, Analyte] | None = None,
+    default_tz: tzinfo | None = None,
+) -> list[CBCResult]:
+    """``read_oru``, strict: raises AdapterError naming the first rejected row when any row was
+    left out (for callers that have no dead-letter path for rows)."""
+    parsed = read_oru(message, local_codes=local_codes, default_tz=default_tz)
+    if parsed.rejections:
+        raise AdapterError(parsed.rejections[0].describe())
+    return parsed.results

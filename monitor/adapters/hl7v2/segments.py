@@ -30,7 +30,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from monitor.adapters.errors import AdapterError, censored_value
+from monitor.adapters.errors import (
+    NUMBER,
+    AdapterError,
+    NegativeNumberError,
+    NotANumberError,
+    RowError,
+    censored_value,
+    text_number,
+)
 from monitor.adapters.hl7v2.encoding import Segment
 from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
 from monitor.clinical.analytes import Analyte, Sex, read_sex
@@ -65,7 +73,10 @@ _SKIPPED = frozenset({"X", "D", "W", "N", "I", "O"})
 RETRACTING = frozenset({"W", "D"})
 
 _SN_COMPARATORS = frozenset({"", "=", "<", ">", "<=", ">=", "<>"})
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = NUMBER
+_TEXT_TYPES = frozenset({"NM", "ST", "TX", "FT"})
+# What `10^3/uL` or `x10^9/L` leaves in OBX-6.1 when its `^` is not escaped (`\S\`).
+_UNIT_STUB = re.compile(r"[xX]?\d+")
 _NM = re.compile(rf"[+-]?{_NUMBER}")
 _RANGE = re.compile(rf"\s*({_NUMBER})\s*-\s*{_NUMBER}\s*")
 _LOWER_BOUND = re.compile(rf"\s*>=?\s*({_NUMBER})\s*")
@@ -112,6 +123,7 @@ class Observation:
     unit: str
     lln: float | None
     status: str
+    where: str = ""  # the row's label, e.g. "OBR 1, OBX 3"
 
 
 def _analyte(
@@ -127,42 +139,56 @@ def _analyte(
             )
         except CodeMismatchError as exc:
             if not unit:
-                raise AdapterError(f"{label}: OBX-6 has no unit for a CBC component") from None
+                raise RowError(label, "unit", "OBX-6 has no unit for a CBC component") from None
+            if _UNIT_STUB.fullmatch(obx.get(6, 1)) and obx.get(6, 2)[:1].isdigit():
+                raise RowError(
+                    label,
+                    "truncated_unit",
+                    "OBX-6 unit is truncated at a component separator (an unescaped ^)",
+                ) from None
             if local_codes is not None and code in local_codes:
                 # A local code is text from the message: name its analyte instead.
                 detail = f"a local code for {local_codes[code]}"
             else:
                 detail = str(exc)  # names a LOINC code from the table and analytes only
-            raise AdapterError(
-                f"{label}: OBX-3 disagrees with its name or OBX-6 unit ({detail})"
+            cause = "code" if "the name of" in detail else "unit"
+            raise RowError(
+                label, cause, f"OBX-3 disagrees with its name or OBX-6 unit ({detail})"
             ) from None
         if analyte is not None:
             return analyte
     return None
 
 
-def _value(obx: Segment, label: str) -> float | None:
+def _value(obx: Segment, label: str) -> float:
     value_type = obx.get(2).upper()
-    if value_type == "NM":
+    if value_type in _TEXT_TYPES:
         text = obx.get(5)
         if not text:
-            return None
-        if not _NM.fullmatch(text):
-            raise AdapterError(f"{label}: OBX-5 is not a number (OBX-2 is NM)")
-        return float(text)
+            raise RowError(label, "no_value", "OBX-5 is empty")
+        try:
+            return text_number(text)
+        except NegativeNumberError:
+            raise RowError(label, "implausible", "OBX-5 is a negative number") from None
+        except NotANumberError:
+            raise RowError(
+                label, "no_value", f"OBX-5 is not a number (OBX-2 is {value_type})"
+            ) from None
     if value_type == "SN":
         comparator, number = obx.get(5, 1), obx.get(5, 2)
         separator, second = obx.get(5, 3), obx.get(5, 4)
         if not (comparator or number or separator or second):
-            return None
+            raise RowError(label, "no_value", "OBX-5 is empty")
         if comparator not in _SN_COMPARATORS:
-            raise AdapterError(f"{label}: OBX-5 structured numeric has an unknown comparator")
+            raise RowError(label, "no_value", "OBX-5 structured numeric has an unknown comparator")
         if separator or second:
-            raise AdapterError(f"{label}: OBX-5 structured numeric is a range or ratio")
+            raise RowError(label, "no_value", "OBX-5 structured numeric is a range or ratio")
         if not _NM.fullmatch(number):
-            raise AdapterError(f"{label}: OBX-5 structured numeric has no number")
-        return censored_value(comparator, float(number))
-    return None  # ST, TX, CWE...: no number to grade
+            raise RowError(label, "no_value", "OBX-5 structured numeric has no number")
+        if number.startswith("-") and float(number) != 0:
+            raise RowError(label, "implausible", "OBX-5 is a negative number")
+        return censored_value(comparator, abs(float(number)))
+    raise RowError(label, "no_value", "OBX-2 is not a numeric value type (NM, SN, ST, TX, FT)")
 
 
 def _lln(reference_range: str) -> float | None:
@@ -173,8 +199,8 @@ def _lln(reference_range: str) -> float | None:
 def read_obx(
     obx: Segment, label: str, local_codes: Mapping[str, Analyte] | None
 ) -> Observation | None:
-    """One OBX row as a CBC component, or None when it carries none (not a CBC code, a skipped
-    status, no number); raises AdapterError naming ``label`` when the row is inconsistent."""
+    """One OBX row as a CBC component, or None when it is not one (not a CBC code, a skipped
+    status); raises RowError naming ``label`` when it is a CBC row that cannot be used."""
     status_code = obx.get(11).upper()
     if status_code in _SKIPPED:
         return None
@@ -184,11 +210,9 @@ def read_obx(
         return None
     status = _STATUS.get(status_code)
     if status is None:
-        raise AdapterError(f"{label}: OBX-11 result status is missing or not a known status")
+        raise RowError(label, "status", "OBX-11 result status is missing or not a known status")
     value = _value(obx, label)
-    if value is None:
-        return None
-    return Observation(analyte, value, unit, _lln(obx.get(7)), status)
+    return Observation(analyte, value, unit, _lln(obx.get(7)), status, label)
 
 
 def retracted_analyte(obx: Segment, local_codes: Mapping[str, Analyte] | None) -> Analyte | None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from monitor.adapters.errors import AdapterError
-from monitor.adapters.fhir import looks_like_fhir, parse_fhir
+from monitor.adapters.fhir import looks_like_fhir, parse_fhir, read_fhir
 from monitor.clinical.analytes import Analyte
 from monitor.clinical.model import CBCResult
 
@@ -411,11 +411,15 @@ def test_non_cbc_observation_is_ignored() -> None:
     assert set(values(result)) == {"hemoglobin"}
 
 
-def test_observation_without_value_is_skipped() -> None:
+def test_observation_without_value_is_left_out_and_reported() -> None:
+    # Issue 9: it was skipped silently; it is now a rejected row, and the rest is read.
     anc = load("uscore_neutrophils")
     del anc["valueQuantity"]
     anc["dataAbsentReason"] = {"coding": [{"code": "error"}]}
-    assert set(values(one(collection(load("uscore_hemoglobin"), anc)))) == {"hemoglobin"}
+    parsed = read_fhir(json.dumps(collection(load("uscore_hemoglobin"), anc)).encode())
+    assert len(parsed.results) == 1
+    assert set(values(parsed.results[0])) == {"hemoglobin"}
+    assert [(r.where, r.cause) for r in parsed.rejections] == [("entry[1].resource", "no_value")]
 
 
 def test_non_ucum_system_uses_the_unit() -> None:
@@ -559,7 +563,7 @@ REJECTED: list[tuple[str, bytes, str]] = [
     (
         "negative value",
         mutate("uscore_hemoglobin", _set("valueQuantity.value", -9.46)),
-        "components.hemoglobin.value",
+        "valueQuantity.value is negative",  # issue 9: a rejected row (was the model's error)
     ),
     (
         "value as text",

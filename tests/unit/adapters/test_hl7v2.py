@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.adapters.errors import AdapterError
-from monitor.adapters.hl7v2 import looks_like_hl7, parse_oru
+from monitor.adapters.hl7v2 import looks_like_hl7, parse_oru, read_oru
 from monitor.clinical.analytes import Analyte, Sex
 from monitor.clinical.model import CBCResult
 
@@ -291,13 +291,15 @@ def test_nm_value_that_is_not_a_number_is_an_error(value: str) -> None:
     assert "OBX-5 is not a number" in error_of(oru(obx(value=value)))
 
 
-def test_negative_value_is_rejected_by_the_canonical_model() -> None:
+def test_negative_value_is_a_rejected_row() -> None:
+    # Issue 9: a negative number is a row-level rejection (was the canonical model's error).
     message = error_of(oru(obx(value="-1.5")))
-    assert "components.wbc.value" in message
+    assert message == "OBR 1, OBX 1: OBX-5 is a negative number"
 
 
-def test_rows_without_a_number_are_skipped() -> None:
-    result = only(
+def test_rows_without_a_number_are_left_out_and_reported() -> None:
+    # Issue 9: such rows were skipped silently; they are now reported, and the rest is read.
+    parsed = read_oru(
         oru(
             obx(),
             obx("777-3^Platelets^LN", "Clumped, unable to count", value_type="ST", set_id=2),
@@ -305,7 +307,14 @@ def test_rows_without_a_number_are_skipped() -> None:
             obx("751-8^Neutrophils^LN", '""', set_id=4),
         )
     )
-    assert set(result.components) == {Analyte.WBC}
+    assert len(parsed.results) == 1
+    assert set(parsed.results[0].components) == {Analyte.WBC}
+    assert [(r.where, r.cause) for r in parsed.rejections] == [
+        ("OBR 1, OBX 2", "no_value"),
+        ("OBR 1, OBX 3", "no_value"),
+        ("OBR 1, OBX 4", "no_value"),
+    ]
+    assert "Clumped" not in parsed.reason
 
 
 @pytest.mark.parametrize(

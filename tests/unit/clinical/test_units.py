@@ -373,3 +373,75 @@ def test_round_trip_counts_per_microlitre(count: int, analyte: Analyte, unit: st
     canonical = to_canonical(analyte, count, unit)
     assert canonical == count / 1000  # correctly rounded, as if divided exactly
     assert from_canonical(analyte, canonical, unit) == count
+
+
+# --- issue 9: every common spelling, valid UCUM parsed (ucumvert) behind the alias table ------
+
+SPELLED_X1 = (
+    "x10*9/L",
+    "x10^9/L",
+    "x10E9/L",
+    "10E9/L",
+    "X10E3/UL",
+    "x10E3/uL",
+    "Thou/uL",
+    "K/mcL",
+    "k/ul",
+    "10*3/mm3",  # valid UCUM, parsed
+)
+SPELLED_MILLI = ("/mcL", "cells/mcL", "{cells}/uL", "/MCL", "/mm3")
+
+
+@pytest.mark.parametrize("unit", SPELLED_X1)
+def test_common_count_spellings_are_per_10_9_per_litre(unit: str) -> None:
+    assert to_canonical(Analyte.PLATELETS, 12.0, unit) == 12.0
+
+
+@pytest.mark.parametrize("unit", SPELLED_MILLI)
+def test_common_per_microlitre_spellings(unit: str) -> None:
+    assert to_canonical(Analyte.NEUTROPHILS, 312.0, unit) == pytest.approx(0.312)
+
+
+@pytest.mark.parametrize("unit", ["x10*12/L", "x10E12/L", "10E12/L", "10*6/mm3", "M/mcL"])
+def test_red_cell_spellings(unit: str) -> None:
+    assert factor(Analyte.RBC, unit) == 1
+
+
+@pytest.mark.parametrize(
+    ("analyte", "unit", "expected"),
+    [
+        (Analyte.MCV, "um3", Decimal(1)),  # UCUM: a cubic micrometre is a femtolitre
+        (Analyte.HEMOGLOBIN, "g/L", Decimal("0.1")),
+        (Analyte.HEMOGLOBIN, "G/DL", Decimal(1)),
+        (Analyte.WBC, "10*3/mm3", Decimal(1)),
+        (Analyte.WBC, "{cells}/uL", Decimal("0.001")),
+    ],
+)
+def test_ucum_parse_gives_only_reviewed_factors(
+    analyte: Analyte, unit: str, expected: Decimal
+) -> None:
+    assert factor(analyte, unit) == expected
+
+
+@pytest.mark.parametrize(
+    ("analyte", "unit"),
+    [
+        (Analyte.WBC, "10.9/L"),  # valid UCUM (90 per litre): a factor of 9e-8 is refused
+        (Analyte.WBC, "mg/dL"),
+        (Analyte.HEMOGLOBIN, "dg/L"),  # valid, right dimension, factor 0.01: not reviewed
+        (Analyte.MCV, "mL"),
+        (Analyte.WBC, "banana"),
+        (Analyte.WBC, "10"),  # what `10^3/uL` becomes when its `^` is read as a separator
+    ],
+)
+def test_valid_ucum_with_an_unreviewed_factor_or_dimension_is_unknown(
+    analyte: Analyte, unit: str
+) -> None:
+    with pytest.raises(UnknownUnitError):
+        factor(analyte, unit)
+
+
+def test_kelvin_and_gauss_lookalikes_are_read_from_the_alias_table() -> None:
+    # In UCUM `K/uL` is kelvin per microlitre and `G/L` gauss per litre.
+    assert factor(Analyte.WBC, "K/uL") == 1
+    assert factor(Analyte.PLATELETS, "G/L") == 1
