@@ -232,8 +232,16 @@ def transition(
     """
     episode = state.episodes.get(condition.value)
     current = episode.grade if episode is not None else 0
-    gate = decide(episode, grade, observed, noise, comparable, lines, closing)
     line_anchors = {name: obs for name, (obs, _) in lines.items()} if lines is not None else None
+    if closing == "retracted" and episode is not None and current >= 1:
+        # The lab withdrew a value this episode may have stood on: the grade it reached and the
+        # value it is compared with are read again from what is left, so a later first reach
+        # of a worse grade is announced at once (rule 1), never judged against a withdrawn
+        # value. Lowering ``worst_grade`` can only announce more, never less.
+        episode.worst_grade = grade
+        episode.anchor = observed
+        episode.line_anchors = line_anchors
+    gate = decide(episode, grade, observed, noise, comparable, lines, closing)
     if gate.suppressed:
         state.mark_suppressed(condition.value, trigger.result_id, announced=False)
         return None
@@ -261,7 +269,9 @@ def transition(
     else:
         assert episode is not None
         previous_changed_at = episode.changed_at
-        episode.worst_grade = max(episode.worst_grade, current, grade)
+        episode.worst_grade = (
+            grade if closing == "retracted" else max(episode.worst_grade, current, grade)
+        )
         episode.grade = grade
         episode.changed_at = entry.collected_at
         episode.anchor = observed

@@ -218,3 +218,40 @@ def test_with_hysteresis_a_retraction_leaves_every_open_episode_at_its_evaluated
 
 def test_state_default_has_no_retractions() -> None:
     assert PatientState().retractions == []
+
+
+# --- the RCV hysteresis after a retraction: nothing is judged against a withdrawn value -------
+
+
+def test_after_the_grade_3_result_is_withdrawn_the_first_real_grade_3_pages() -> None:
+    day = 24
+    _, alerts, _ = replay(
+        [
+            cbc("r0", 0, neutrophils=2.5),
+            cbc("r1", day, neutrophils=0.95),  # grade 3, later withdrawn
+            cbc("r2", 2 * day, neutrophils=1.05),  # grade 2, within the RCV of 0.95: held back
+            retraction("r1", day),
+            cbc("r3", 3 * day, neutrophils=0.97),  # the first grade 3 that stands
+        ]
+    )
+    events = [(a.event, a.grade, a.page) for a in alerts if a.condition == "neutropenia"]
+    assert events == [
+        ("new", 3, True),
+        ("improved", 2, False),  # the episode re-read from what is left (1.05)
+        ("worsened", 3, True),
+    ]
+    assert alerts[-1].why == "worse-than-reached"
+
+
+def test_after_the_grade_4_result_is_withdrawn_a_small_step_to_grade_4_pages() -> None:
+    day = 24
+    _, alerts, _ = replay(
+        [
+            cbc("r1", 0, neutrophils=0.4),  # grade 4, later withdrawn
+            cbc("r2", day, neutrophils=0.52),  # grade 3, +30 %: within the RCV, held back
+            retraction("r1", 0),
+            cbc("r3", 2 * day, neutrophils=0.48),  # grade 4, -8 % from 0.52
+        ]
+    )
+    events = [(a.event, a.grade, a.page) for a in alerts if a.condition == "neutropenia"]
+    assert events == [("new", 4, True), ("improved", 3, False), ("worsened", 4, True)]
