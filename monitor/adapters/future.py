@@ -13,8 +13,9 @@ skew is dead-lettered with code ``collected_in_future``, whatever the feed. The 
 (``MONITOR_FUTURE_TOLERANCE_MINUTES``, default 5) covers the clocks of analyzers, LIS and
 brokers that are set by hand or drift; 5 minutes is also the maximum clock skew Kerberos
 accepts by default (RFC 4120 section 1.6 calls it "typically 5 minutes"), a long-standing
-operational figure for "clocks that should agree". A result dated inside the tolerance can hide
-only results collected within those few minutes before it.
+operational figure for "clocks that should agree". An event dated inside the tolerance but
+after its receipt is kept with its time read as the receipt time (the clock skew the tolerance
+forgives): it is then no later than any real event received after it, so it hides nothing.
 
 Pure: the caller passes the receipt time (the Kafka message timestamp in the worker, the replay
 clock offline).
@@ -30,7 +31,14 @@ from monitor.adapters.intake import Rejected
 from monitor.clinical.context import Treatment, VitalSign
 from monitor.clinical.model import CBCResult
 
-__all__ = ["CODE", "DEFAULT_TOLERANCE", "event_time", "in_future", "screen_future"]
+__all__ = [
+    "CODE",
+    "DEFAULT_TOLERANCE",
+    "event_time",
+    "in_future",
+    "screen_future",
+    "within_receipt",
+]
 
 CODE = "collected_in_future"
 DEFAULT_TOLERANCE = timedelta(minutes=5)
@@ -53,15 +61,27 @@ def in_future(moment: datetime, received_at: datetime, tolerance: timedelta) -> 
     return moment > received_at + tolerance
 
 
+_TIME_FIELD = {CBCResult: "collected_at", VitalSign: "measured_at", Treatment: "given_at"}
+
+
+def within_receipt(event: E, received_at: datetime) -> E:
+    """``event`` with its time read as ``received_at`` when it is later (inside the tolerance:
+    clock skew), else unchanged."""
+    if event_time(event) <= received_at:
+        return event
+    return event.model_copy(update={_TIME_FIELD[type(event)]: received_at})
+
+
 def screen_future(
     events: Sequence[E], received_at: datetime, tolerance: timedelta, time_field: str
 ) -> tuple[list[E], Rejected | None]:
     """The events dated no later than receipt + tolerance, and a rejection naming the others.
 
-    ``time_field`` names the field the time came from (``collected_at``, ``OBR-7 collection
-    time``, ...). The reason names positions and the field, never a time or any other value;
-    the events that are not in the future are kept, so one bad specimen in a message does not
-    take the others with it.
+    A kept event dated after ``received_at`` (inside the tolerance) has its time read as
+    ``received_at`` (``within_receipt``). ``time_field`` names the field the time came from
+    (``collected_at``, ``OBR-7 collection time``, ...). The reason names positions and the
+    field, never a time or any other value; the events that are not in the future are kept, so
+    one bad specimen in a message does not take the others with it.
     """
     kept: list[E] = []
     late: list[int] = []
@@ -69,7 +89,7 @@ def screen_future(
         if in_future(event_time(event), received_at, tolerance):
             late.append(position)
         else:
-            kept.append(event)
+            kept.append(within_receipt(event, received_at))
     if not late:
         return kept, None
     minutes = f"{tolerance.total_seconds() / 60:g}"

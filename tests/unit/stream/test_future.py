@@ -20,6 +20,7 @@ from monitor.stream.replay import replay_messages
 
 TODAY = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,24 @@ def test_the_tolerance_for_clock_skew_is_five_minutes_by_default(
     collected = (TODAY + timedelta(minutes=ahead_minutes)).isoformat()
     _, rejections = replay(at(TODAY, "results", result("S1", collected, 0.3)))
     assert bool(rejections) is rejected
+
+
+def test_a_result_dated_inside_the_tolerance_hides_no_later_real_result() -> None:
+    # Platelets dated 4 minutes after their receipt (a fast analyser clock), then a real count
+    # of 15 drawn 2 minutes after that receipt: the first is read as drawn at its receipt, so
+    # the 15 is the newer result and pages.
+    early = result("S1", (TODAY + timedelta(minutes=4)).isoformat(), 2.5)
+    real = result("S2", (TODAY + timedelta(minutes=2)).isoformat(), 0.3)
+    report, rejections = replay(
+        at(TODAY, "results", early), at(TODAY + 3 * MINUTE, "results", real)
+    )
+    assert rejections == []
+    assert [(a.result_id, a.event, a.grade, a.page) for a in report.alerts] == [
+        ("S2", "new", 4, True)
+    ]
+    history = report.states["MRN-7"].history
+    assert [e.result_id for e in history] == ["S1", "S2"]
+    assert history[0].collected_at == TODAY.timestamp()
 
 
 def test_the_tolerance_is_a_setting() -> None:
