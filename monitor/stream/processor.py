@@ -135,6 +135,16 @@ def screen(
     return (kept_events[0] if kept_events else None), rejected
 
 
+def readable_content(raw: bytes, result: CBCResult, rows: Rejected | None) -> bytes:
+    """The bytes a canonical JSON result goes on as (to its topic keyed by patient) and whose
+    hash tells its redeliveries: the message as received when every component was read, else
+    ``result`` (its readable components only, marked ``partial``) re-serialized, as an HL7 v2
+    or FHIR message's results are. Its rejected rows were dead-lettered where it entered, and
+    the next hop, finding none, does not dead-letter them again. The same message always gives
+    the same bytes, so a redelivered copy is still known as one."""
+    return raw if rows is None else result.model_dump_json().encode()
+
+
 def apply_event(
     detector: Detector,
     kind: FeedKind,
@@ -239,46 +249,53 @@ class ResultProcessor:
         assert raw is not None
         received = received_at(origin.timestamp, self.clock())
         # Rejected rows and specimens dated in the future are separate faults: a message with
-        # both gets two dead letters, each with its own code and reason, each once.
+        # both gets two dead letters, each with its own code and reason. Both are told here, on
+        # the hop where the message entered (its own bytes, topic and offset), once per message;
+        # what goes on carries its readable rows only, so the next hop finds nothing to reject.
         rows = verdict.rejected() if isinstance(verdict, Parsed) else None
         verdict, future = screen(feed, verdict, received, self.settings.future_tolerance())
-        late = [self._dead_letter(raw, key, origin, future)] if future is not None else []
+        dead = [
+            self._dead_letter(raw, key, origin, fault)
+            for fault in (rows, future)
+            if fault is not None
+        ]
+        content = raw  # the bytes that go on keyed by patient, and whose hash tells a redelivery
         if feed.kind == "lab":
-            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient; the rows left
-            # out and the specimens dated in the future go to the dead-letter topic here.
+            # HL7 v2 or FHIR, now canonical: on to the results keyed by patient.
             results: list[CBCResult] = verdict.results
             return Plan([
                 *(Send(feed.by_patient, r.patient_id.encode(), r.model_dump_json().encode(),
                        origin_headers(origin)) for r in results),
-                *self._rows_dead_letter(raw, key, origin, rows),
-                *late,
+                *dead,
             ])  # fmt: skip
         if feed.kind == "result":
             if not verdict.results:  # every component left out, or dated in the future
-                return Plan([*self._rows_dead_letter(raw, key, origin, rows), *late])
+                return Plan(dead)
             verdict = verdict.results[0]
+            content = readable_content(raw, verdict, rows)
         elif verdict is None:
-            return Plan(late)
+            return Plan(dead)
         patient_key = verdict.patient_id.encode()
         if key != patient_key and origin.topic != feed.by_patient:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
-            # all of a patient's events in order. Rows left out are dead-lettered there.
-            return Plan([Send(feed.by_patient, patient_key, raw, origin_headers(origin))])
-        rows_dead_letter = self._rows_dead_letter(raw, key, origin, rows)
+            # all of a patient's events in order.
+            return Plan(
+                [Send(feed.by_patient, patient_key, content, origin_headers(origin)), *dead]
+            )
         stored = self.table.get(patient_key)
         state = self._states.get(patient_key, stored)
         # The detector changes the state in place: until ``write`` stores it, the cache must not
         # offer it as what the table holds.
         self._states.forget(patient_key)
         before = _open_grades(state)
-        outcome = self._apply(feed, state, verdict, raw)
+        outcome = self._apply(feed, state, verdict, content)
         if outcome.disposition != "accepted":
             self.metrics.duplicates_ignored.labels(kind=outcome.disposition).inc()
             self.metrics.processing_seconds.observe(time.perf_counter() - started)
             if stored is not None and state is not None:
                 self._states.put(patient_key, stored, state)  # unchanged
-            # A redelivery's rows were dead-lettered the first time.
-            return Plan(rows_dead_letter if outcome.disposition == "stale" else [])
+            # A copy already applied is still a message with bad rows: told like any other.
+            return Plan(dead)
         dumped = dump_state(outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
@@ -296,7 +313,7 @@ class ResultProcessor:
         ]
         after = self._summary(patient_key, verdict.patient_id, outcome.state)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return Plan([*sends, *rows_dead_letter], (patient_key, dumped, outcome.state), after)
+        return Plan([*sends, *dead], (patient_key, dumped, outcome.state), after)
 
     def _summary(self, key: bytes, patient_id: str, state: PatientState) -> list[Send]:
         """The patient's watch-list summary; a tombstone once the last dose is past the
@@ -344,13 +361,6 @@ class ResultProcessor:
                 tally[(condition, grade)] += 1
         self.metrics.patients_tracked.set(patients)
         self.metrics.set_episodes(tally)
-
-    def _rows_dead_letter(
-        self, raw: bytes, key: bytes | None, origin: Origin, rows: Rejected | None
-    ) -> list[Send]:
-        """The dead letter of a message some rows of which were left out (``Parsed.rejected``;
-        none if none were)."""
-        return [] if rows is None else [self._dead_letter(raw, key, origin, rows)]
 
     def _dead_letter(
         self, raw: bytes | None, key: bytes | None, origin: Origin, rejected: Rejected

@@ -25,7 +25,15 @@ from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, raw_fingerprint
 from monitor.clinical.model import describe_validation_error, parse_result
 from monitor.settings import MonitorSettings
-from monitor.stream.processor import Feed, FeedKind, apply_event, feeds_of, received_at, screen
+from monitor.stream.processor import (
+    Feed,
+    FeedKind,
+    apply_event,
+    feeds_of,
+    readable_content,
+    received_at,
+    screen,
+)
 
 
 class FeedMessage(Protocol):
@@ -118,6 +126,10 @@ def replay_messages(
     temperatures to ``process_vital``, with one state per patient: what the service would do
     if it saw every message in this order. ``detector`` defaults to one built from ``settings``.
 
+    Like the worker, every message with rejected rows is dead-lettered where it entered, a
+    redelivered copy too (the worker tells each copy, even one the detector finds already
+    applied), so ``dead_letters`` is the number of dead letters the service publishes.
+
     A message is received at ``clock()`` (or at its own ``timestamp``, seconds since the epoch,
     when it has one): an event dated later than that plus ``settings.future_tolerance()`` is
     dead-lettered as ``collected_in_future`` like the worker does, keeping the rest of its
@@ -175,8 +187,9 @@ def replay_messages(
             continue
         results = verdict.results if isinstance(verdict, Parsed) else []
         if feed.kind == "result":
+            # The worker goes on with its readable components only (``readable_content``).
             events: list[tuple[FeedKind, Any, bytes]] = [
-                ("result", r, message.value) for r in results
+                ("result", r, readable_content(message.value, r, rows)) for r in results
             ]
         elif feed.kind == "lab":
             # The worker forwards each result as canonical JSON and processes that.

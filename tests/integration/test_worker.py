@@ -640,8 +640,9 @@ def _malformed(pid: str) -> dict[str, tuple[bytes, str, str]]:
             "ValidationError",
         ),
         "missing_result_id": (json.dumps(missing).encode(), "missing_id", "ValidationError"),
-        "unknown_unit": (variant("m3", unit), "unknown_unit", "ValidationError"),
-        "negative_count": (variant("m4", negative), "schema", "ValidationError"),
+        # Issue 9: a component that cannot be used is a rejected row, not a rejected message.
+        "unknown_unit": (variant("m3", unit), "rows_rejected", "RowsRejected"),
+        "negative_count": (variant("m4", negative), "rows_rejected", "RowsRejected"),
         "naive_timestamp": (variant("m5", naive), "schema", "ValidationError"),
         "oversize": (variant("m6", oversize), "oversize", "Oversize"),
         "not_utf8": (
@@ -703,6 +704,11 @@ async def test_malformed_messages_go_to_the_dead_letter_topic(shared: Deployment
         assert header(record, "dlq.code") == code.encode(), name
         assert header(record, "dlq.error_class") == error_class.encode(), name
         assert header(record, "dlq.reason"), name
+        if code == "rows_rejected":  # names the row and its cause, never the value
+            reason = header(record, "dlq.reason") or b""
+            assert b"components.neutrophils" in reason, name
+            assert b"bananas" not in reason, name
+            assert b"0.4" not in reason, name
         assert header(record, "dlq.source_topic") == shared.results_topic.encode()
         assert header(record, "dlq.source_partition") == str(partition).encode()
         assert header(record, "dlq.source_offset") == str(meta.offset).encode()

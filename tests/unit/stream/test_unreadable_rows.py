@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
-from monitor.stream.processor import Origin, ResultProcessor
+from monitor.stream.processor import Origin, ResultProcessor, Send
 from monitor.stream.replay import replay_messages
 
 SETTINGS = MonitorSettings()
@@ -167,35 +167,96 @@ def test_hl7_message_with_a_masked_row_is_forwarded_and_dead_lettered_once() -> 
     assert metric(processor, "rows_rejected") == 1
 
 
-def test_canonical_json_rows_are_dead_lettered_on_the_by_patient_hop_only() -> None:
-    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
-    raw = json.dumps(
+def canonical(result_id: str, patient: str, **components: tuple[float, str]) -> bytes:
+    return json.dumps(
         {
-            "result_id": "S1",
-            "patient_id": "MRN9002",
+            "result_id": result_id,
+            "patient_id": patient,
             "collected_at": "2026-11-30T07:00:00-05:00",
-            "components": {
-                "platelets": {"value": 9, "unit": "10*9/L"},
-                "neutrophils": {"value": 312, "unit": "10*3/uL"},
-            },
+            "components": {a: {"value": v, "unit": u} for a, (v, u) in components.items()},
         }
     ).encode()
-    (repartitioned,) = processor.handle(raw, None, Origin(SETTINGS.results_topic, 0, 1, None))
+
+
+def dead_letters(sends: list[Send]) -> list[dict[str, bytes]]:
+    return [dict(s.headers) for s in sends if s.topic == SETTINGS.dlq_topic]
+
+
+def test_canonical_json_rows_are_dead_lettered_where_the_message_entered_only() -> None:
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
+    raw = canonical("S1", "MRN9002", platelets=(9, "10*9/L"), neutrophils=(312, "10*3/uL"))
+    repartitioned, dead = processor.handle(raw, None, Origin(SETTINGS.results_topic, 0, 1, None))
+    # Told on the input topic, with the message as sent: where an analyst will look for it.
+    assert dead.topic == SETTINGS.dlq_topic
+    assert dead.value == raw
+    headers = dict(dead.headers)
+    assert headers["dlq.code"] == b"implausible"
+    assert headers["dlq.source_topic"] == SETTINGS.results_topic.encode()
+    assert headers["dlq.source_offset"] == b"1"
+    assert b"components.neutrophils" in headers["dlq.reason"]
+    assert all(b"312" not in v and b"MRN9002" not in v for v in headers.values())
+    # Forwarded with its readable component only, marked partial, like a lab message's result.
     assert repartitioned.topic == f"{SETTINGS.results_topic}.by-patient"
+    forwarded = json.loads(repartitioned.value or b"")
+    assert set(forwarded["components"]) == {"platelets"}
+    assert forwarded["partial"] is True
     sends = processor.handle(
         repartitioned.value, repartitioned.key, Origin(repartitioned.topic, 0, 1, None)
     )
     alerts = [s for s in sends if s.topic == SETTINGS.alerts_topic]
-    (dead,) = [s for s in sends if s.topic == SETTINGS.dlq_topic]
     assert [json.loads(a.value or b"")["condition"] for a in alerts] == ["thrombocytopenia"]
-    assert dict(dead.headers)["dlq.code"] == b"implausible"
-    assert b"components.neutrophils" in dict(dead.headers)["dlq.reason"]
+    assert dead_letters(sends) == []  # not a second time on the by-patient hop
     assert metric(processor, "implausible") == 1
-    # Redelivered: nothing new, not even a second dead letter.
+    # Redelivered on the by-patient hop: nothing new, not even a dead letter.
     again = processor.handle(
         repartitioned.value, repartitioned.key, Origin(repartitioned.topic, 0, 1, None)
     )
     assert again == []
+
+
+def test_every_copy_of_a_canonical_message_with_a_bad_row_is_dead_lettered_once() -> None:
+    # The simulator's broken copies: the panel as first sent, then the same specimen with one
+    # unit unknown. Its readable rows change nothing (a duplicate), and it is still dead-lettered,
+    # whichever way it reaches the detector; replay_messages counts exactly those dead letters.
+    clean = canonical("S2", "MRN9004", platelets=(9, "10*9/L"), wbc=(0.8, "10*9/L"))
+    broken = canonical("S2", "MRN9004", platelets=(9, "10*9/L"), wbc=(0.8, "kU/L"))
+    key = b"MRN9004"
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
+    first = processor.handle(clean, key, Origin(SETTINGS.results_topic, 0, 1, None))
+    assert {
+        json.loads(s.value or b"")["condition"] for s in first if s.topic == SETTINGS.alerts_topic
+    } == {"thrombocytopenia", "leukopenia"}
+    letters = []
+    for offset, message_key in ((2, key), (3, key), (4, None)):
+        sends = processor.handle(
+            broken, message_key, Origin(SETTINGS.results_topic, 0, offset, None)
+        )
+        hops = [s for s in sends if s.topic == f"{SETTINGS.results_topic}.by-patient"]
+        for hop in hops:  # not keyed by patient: the forwarded copy is a duplicate, and clean
+            sends += processor.handle(hop.value, hop.key, Origin(hop.topic, 0, offset, None))
+        assert [s for s in sends if s.topic == SETTINGS.alerts_topic] == []
+        letters += dead_letters(sends)
+    assert [h["dlq.source_offset"] for h in letters] == [b"2", b"3", b"4"]
+    assert {h["dlq.code"] for h in letters} == {b"rows_rejected"}
+    assert {h["dlq.source_topic"] for h in letters} == {SETTINGS.results_topic.encode()}
+    assert all(b"kU/L" not in v for h in letters for v in h.values())
+    assert metric(processor, "rows_rejected") == 3
+    report = replay_messages(
+        [Msg("results", m) for m in (clean, broken, broken, broken)], SETTINGS, clock=lambda: NOW
+    )
+    assert report.dead_letters == {"rows_rejected": 3}
+    assert len(report.alerts) == 2
+
+
+def test_a_canonical_message_with_a_bad_row_is_the_same_result_however_it_is_routed() -> None:
+    # Keyed by patient it is applied on its input topic; keyed otherwise, on the by-patient hop.
+    # Both ways it is known by the same content, so the other copy is a duplicate.
+    broken = canonical("S5", "MRN9005", platelets=(9, "10*9/L"), wbc=(0.8, "furlongs"))
+    processor = ResultProcessor(SETTINGS, Metrics(), {}, clock=lambda: NOW)
+    direct = processor.handle(broken, b"MRN9005", Origin(SETTINGS.results_topic, 0, 1, None))
+    assert len([s for s in direct if s.topic == SETTINGS.alerts_topic]) == 1
+    (hop, _dead) = processor.handle(broken, None, Origin(SETTINGS.results_topic, 0, 2, None))
+    assert processor.handle(hop.value, hop.key, Origin(hop.topic, 0, 2, None)) == []
 
 
 def test_rejected_rows_and_a_future_specimen_give_two_dead_letters_once_each() -> None:
