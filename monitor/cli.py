@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor.adapters.errors import AdapterError
+from monitor.adapters.hl7v2.encoding import split_file
 from monitor.adapters.intake import Rejected, validate_message
 from monitor.adapters.rows import Parsed
 from monitor.clinical.alert import Alert, format_alert
@@ -122,7 +123,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"cbc-monitor: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
     feed = _REPLAY_FEED[args.format]
-    messages = [_FileMessage(feed, value) for _, value in split_messages(data, args.format)]
+    try:
+        entries = split_messages(data, args.format)
+    except AdapterError as exc:
+        print(f"cbc-monitor: {path}: {exc}", file=sys.stderr)
+        return 2
+    messages = [_FileMessage(feed, value) for _, value in entries]
     rejections = 0
 
     def on_reject(position: int, rejected: Rejected) -> None:
@@ -157,15 +163,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def split_messages(data: bytes, fmt: str) -> list[tuple[str, bytes]]:
-    """(position, message) pairs: HL7 v2 messages start at each MSH segment; FHIR is one JSON
-    document or JSON lines; the other formats are JSON lines."""
+    """(position, message) pairs: HL7 v2 messages start at each MSH segment (``split_file``:
+    MLLP frames, a BOM and any segment terminator are read); FHIR is one JSON document or JSON
+    lines; the other formats are JSON lines. Raises AdapterError for an HL7 v2 file with no
+    MSH segment."""
     if fmt == "hl7v2":
-        text = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
-        starts = [m.start() for m in re.finditer(rb"(?:^|\r)MSH\|", text)]
-        chunks = [
-            text[a:b].strip(b"\r") for a, b in zip(starts, [*starts[1:], len(text)], strict=True)
-        ]
-        return [(f"message {i}", c) for i, c in enumerate(chunks, start=1) if c]
+        return [(f"message {i}", m) for i, m in enumerate(split_file(data), start=1)]
     if fmt == "fhir":
         try:
             json.loads(data)
@@ -204,7 +207,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     feed = feeds_of(settings)[topic]
     messages: list[tuple[bytes | None, bytes]] = []
     errors = 0
-    for position, message in split_messages(data, args.format):
+    try:
+        entries = split_messages(data, args.format)
+    except AdapterError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        entries, errors = [], 1
+    for position, message in entries:
         verdict = validate_message(message, settings.max_message_bytes, feed.parse)
         if isinstance(verdict, Rejected):
             errors += 1

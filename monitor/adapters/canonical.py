@@ -1,6 +1,9 @@
 """The canonical JSON feed read row by row: a component that cannot be used (an unknown
 analyte, a missing or non-numeric value, an unknown unit) or that is implausible
-(``rows.screen``) is left out and reported, and the rest of the result is read.
+(``rows.screen``) is left out and reported, and the rest of the result is read. A lower limit
+that cannot be used (a component's ``lln`` or an entry of ``context.lln_overrides`` that is not
+a finite non-negative number in a known unit) is ignored: the default lower limit applies and
+the value is kept (there is no channel for a non-fatal note, so it is not reported).
 
 Valid messages take the fast path (``parse_result``, pydantic's JSON parser); only a message
 that fails validation is looked at component by component.
@@ -9,6 +12,8 @@ that fails validation is looked at component by component.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,53 +21,114 @@ from pydantic import ValidationError
 from monitor.adapters.errors import RowRejection
 from monitor.adapters.rows import Parsed, screen
 from monitor.clinical.analytes import Analyte
-from monitor.clinical.model import CBCResult, Component, parse_result
+from monitor.clinical.model import CBCResult, Component, LlnOverride, parse_result
 from monitor.clinical.units import is_known_unit
 
 __all__ = ["read_result"]
+
+# A sender-controlled key is named in a reason only when it looks like a field name.
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
 def _position(key: str) -> str:
     return f"components.{key}" if key in Analyte.__members__.values() else "components.<unnamed>"
 
 
+def _value_rejection(where: str, component: dict[str, Any]) -> RowRejection:
+    """Why a component's value cannot be graded: no value at all, or a value that is no
+    number (``no_value``); a negative or infinite number (``implausible``)."""
+    value = component.get("value")
+    if value is None:
+        return RowRejection(where, "no_value", "value is missing")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
+        return RowRejection(where, "implausible", "value is negative or not finite")
+    return RowRejection(where, "no_value", "value is not a number")
+
+
 def _component_rejection(key: str, component: Any) -> RowRejection | None:
     where = _position(key)
     if key not in Analyte.__members__.values():
         return RowRejection(where, "code", "not a CBC analyte")
+    if not isinstance(component, dict):
+        return RowRejection(where, "no_value", "component is not an object with a value")
     try:
         checked = Component.model_validate(component)
     except ValidationError as exc:
         fields = {str(e["loc"][0]) for e in exc.errors(include_input=False) if e["loc"]}
         if "value" in fields:
-            return RowRejection(where, "no_value", "value is missing, not a number or negative")
+            return _value_rejection(where, component)
         if "unit" in fields:
-            return RowRejection(where, "unit", "unit is missing")
-        return RowRejection(where, "no_value", "component is not valid")
+            return RowRejection(where, "unit", "unit is missing or not text")
+        names = ", ".join(sorted(f for f in fields if _FIELD_NAME.fullmatch(f)))
+        return RowRejection(where, "code", f"unknown field {names or 'of a component'}")
     if not is_known_unit(Analyte(key), checked.unit):
         return RowRejection(where, "unit", f"unknown unit for {key}")
     return None
 
 
+def _usable_lln(component: dict[str, Any]) -> bool:
+    try:
+        Component.model_validate({**component, "value": 0})
+    except ValidationError as exc:
+        return not any(e["loc"][:1] == ("lln",) for e in exc.errors(include_input=False))
+    return True
+
+
+def _usable_override(key: object, override: object) -> bool:
+    if not isinstance(key, str) or key not in Analyte.__members__.values():
+        return False
+    try:
+        checked = LlnOverride.model_validate(override)
+    except ValidationError:
+        return False
+    return is_known_unit(Analyte(key), checked.unit)
+
+
+def _drop_unusable_limits(document: dict[str, Any]) -> bool:
+    """Leave out each lower limit that cannot be used (a component's ``lln``, an entry of
+    ``context.lln_overrides``): the default lower limit applies instead and the value is kept.
+    True when anything was left out."""
+    dropped = False
+    components = document.get("components")
+    if isinstance(components, dict):
+        for component in components.values():
+            if isinstance(component, dict) and "lln" in component and not _usable_lln(component):
+                del component["lln"]
+                dropped = True
+    context = document.get("context")
+    if isinstance(context, dict) and "lln_overrides" in context:
+        overrides = context["lln_overrides"]
+        if not isinstance(overrides, dict):
+            del context["lln_overrides"]
+            return True
+        for key in [k for k, v in overrides.items() if not _usable_override(k, v)]:
+            del overrides[key]
+            dropped = True
+    return dropped
+
+
 def _without_bad_components(raw: bytes, exc: ValidationError) -> Parsed:
-    """Drop the components that cannot be used and validate the rest; re-raises ``exc`` when
-    no component was at fault (the message itself is invalid)."""
+    """Drop the lower limits and the components that cannot be used and validate the rest;
+    re-raises ``exc`` when neither was at fault (the message itself is invalid)."""
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):
         raise exc from None
-    components = document.get("components") if isinstance(document, dict) else None
-    if not isinstance(components, dict):
+    if not isinstance(document, dict):
         raise exc
+    limits_dropped = _drop_unusable_limits(document)
+    components = document.get("components")
     rejections: list[RowRejection] = []
-    for key in list(components):
-        rejection = _component_rejection(key, components[key])
-        if rejection is not None:
-            rejections.append(rejection)
-            del components[key]
-    if not rejections:
+    if isinstance(components, dict):
+        for key in list(components):
+            rejection = _component_rejection(key, components[key])
+            if rejection is not None:
+                rejections.append(rejection)
+                del components[key]
+    if not rejections and not limits_dropped:
         raise exc
-    document["partial"] = True
+    if rejections:
+        document["partial"] = True
     result = CBCResult.model_validate(document)  # the identity must still be valid
     # A result whose only content is a retraction still withdraws its analytes.
     return Parsed([result] if result.components or result.retracted else [], rejections)

@@ -78,6 +78,10 @@ class CodeMismatchError(ValueError):
     """Code, name and unit disagree; the message names the code, never a value."""
 
 
+class UnknownUnitError(CodeMismatchError):
+    """The unit is known for no CBC analyte (``bananas``): not a disagreement with the code."""
+
+
 def _mentions(name: str, words: tuple[str, ...]) -> bool:
     text = name.lower()
     return any(re.search(rf"(?<![a-z]){re.escape(w)}", text) for w in words)
@@ -92,8 +96,8 @@ def resolve(
     """The analyte a coded row carries, or None when it is not a CBC component.
 
     ``local_codes`` maps a site's own codes to analytes and wins over LOINC. Raises
-    CodeMismatchError when the unit cannot belong to the analyte, or the name names another
-    analyte and not this one.
+    CodeMismatchError when the unit cannot belong to the analyte (UnknownUnitError, a subclass,
+    when no analyte has that unit), or the name names another analyte and not this one.
     """
     if local_codes is not None and code in local_codes:
         analyte = local_codes[code]
@@ -102,6 +106,8 @@ def resolve(
     else:
         return None
     if not is_known_unit(analyte, unit):
+        if not any(is_known_unit(other, unit) for other in Analyte):
+            raise UnknownUnitError(f"code {code} ({analyte}) sent with a unit that is not known")
         raise CodeMismatchError(f"code {code} ({analyte}) sent with a unit {analyte} cannot have")
     if name and not _mentions(name, _NAME_WORDS[analyte]):
         others = [a for a, words in _NAME_WORDS.items() if a != analyte and _mentions(name, words)]

@@ -13,6 +13,7 @@ specimen, so that an impossible value is rejected as its own row and never grade
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -34,6 +35,10 @@ class Parsed:
 
     results: list[CBCResult]
     rejections: list[RowRejection] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Listed in row order (OBR 1, OBX 2 before OBR 1, OBX 10), whichever check found them.
+        self.rejections.sort(key=_row_order)
 
     @property
     def dead_letter_code(self) -> str:
@@ -57,6 +62,11 @@ class Parsed:
         if not self.rejections:
             return None
         return Rejected(self.dead_letter_code, self.reason, "RowsRejected", tuple(self.rejections))
+
+
+def _row_order(rejection: RowRejection) -> tuple[int, ...]:
+    """The numbers in a row's position (``OBR 1, OBX 2`` -> (1, 2), ``entry[3]`` -> (3,))."""
+    return tuple(int(n) for n in re.findall(r"\d+", rejection.where))
 
 
 def screen(rows: Mapping[Analyte, tuple[float, str, str]]) -> list[RowRejection]:

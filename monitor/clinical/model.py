@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -57,6 +58,27 @@ def _sex_spelling(value: object) -> object:
     return value
 
 
+def _not_a_boolean(value: object) -> object:
+    """Refuse ``true``/``false`` where a number is due (pydantic's lax mode would read them as
+    1 and 0: a platelet count of 1, an ANC of 0). Raises ValueError naming no value."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean, not a number")
+    return value
+
+
+def _unsigned_zero(value: float) -> float:
+    return value + 0.0  # -0.0 reads as 0.0
+
+
+# A measured number: finite, not negative, never a boolean; -0.0 is 0.0.
+Measure = Annotated[
+    float,
+    BeforeValidator(_not_a_boolean),
+    AfterValidator(_unsigned_zero),
+    Field(ge=0, allow_inf_nan=False),
+]
+
+
 # An event's time: ISO 8601 with a time of day and a zone offset.
 EventTime = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
@@ -66,9 +88,9 @@ class Component(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    value: float = Field(ge=0, allow_inf_nan=False)
+    value: Measure
     unit: str = Field(min_length=1, max_length=32)
-    lln: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    lln: Measure | None = None
 
 
 class LlnOverride(BaseModel):
@@ -76,7 +98,7 @@ class LlnOverride(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    value: float = Field(ge=0, allow_inf_nan=False)
+    value: Measure
     unit: str = Field(min_length=1, max_length=32)
 
 

@@ -236,3 +236,46 @@ def test_tester_reads_fhir_json_lines_and_numbers_them(
     status, _, err = run_tester(tmp_path, capsys, "fhir", good + '\n{"resourceType": "Patient"}\n')
     assert status == 1
     assert err[0].startswith("message 2 rejected (unmappable): ")
+
+
+def test_tester_reads_every_message_of_a_framed_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A BOM and MLLP framing used to hide the first message (BOM) or crash the splitter (MLLP).
+    first = "\r".join(HL7_FILE.split("\r\n")[:4]).format(obr7="202503100815+0100")
+    second = first.replace("C1|", "C9|").replace("SP-1", "SP-9").replace("|0.4|", "|0.3|")
+    framed = b"\xef\xbb\xbf\x0b" + first.encode() + b"\r\x1c\r\x0b" + second.encode() + b"\r\x1c\r"
+    path = tmp_path / "framed.hl7"
+    path.write_bytes(framed)
+    assert main(["replay", "--format", "hl7v2", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["result_id"] for line in captured.out.splitlines()] == ["SP-1"]
+    assert captured.err.splitlines()[-1] == "2 messages, 1 alerts, 0 rejected"
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\nworld\n", bytes(range(256))])
+def test_tester_refuses_a_file_without_msh_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    path = tmp_path / "not.hl7"
+    path.write_bytes(content)
+    assert main(["replay", "--format", "hl7v2", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"cbc-monitor: {path}: not HL7 v2: no MSH segment in the file"
+    ]
+
+
+def test_send_reports_a_file_without_msh_and_sends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_BROKER_URL", "kafka://127.0.0.1:9")
+    path = tmp_path / "not.hl7"
+    path.write_bytes(b"hello world\n")
+    assert main(["send", "--format", "hl7v2", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{path}: not HL7 v2: no MSH segment in the file",
+        f"cbc-monitor: 1 invalid entries in {path}; nothing sent",
+    ]

@@ -23,7 +23,7 @@ import hl7  # type: ignore[import-untyped]
 
 from monitor.adapters.errors import AdapterError
 
-__all__ = ["Segment", "looks_like_hl7", "split_segments"]
+__all__ = ["Segment", "looks_like_hl7", "split_file", "split_segments"]
 
 _BOM = b"\xef\xbb\xbf"
 _LEADING_BYTES = b" \t\r\n\x0b"  # whitespace and the MLLP start block
@@ -46,6 +46,38 @@ def _strip_frame(raw: bytes) -> bytes:
 def looks_like_hl7(raw: bytes) -> bool:
     """True if ``raw`` starts with an MSH segment (after whitespace, a BOM or MLLP framing)."""
     return _strip_frame(raw).startswith(b"MSH")
+
+
+# A segment line that starts a message: MSH and its field separator (any non-alphanumeric
+# printable character), after a BOM, MLLP start block or whitespace left by the previous frame.
+_MSH_LINE = re.compile(rb"MSH[^A-Za-z0-9\s]")
+
+
+def split_file(data: bytes) -> list[bytes]:
+    """The messages of a file or stream of HL7 v2 messages, one per MSH segment, in order.
+
+    Accepts what interfaces write: CR, LF or CRLF segment terminators, MLLP frames
+    (``0x0b ... 0x1c 0x0d``), a UTF-8 BOM (at the start or at the start of any frame) and
+    whitespace around messages. Each message is returned as its segments joined by CR, with no
+    framing; text before the first MSH (an export header) is not part of any message. Raises
+    AdapterError when there is no MSH segment at all (an empty, binary or non-HL7 file).
+    """
+    text = data.replace(b"\x1c", b"\r").replace(b"\x0b", b"\r")
+    lines = text.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
+    messages: list[list[bytes]] = []
+    for line in lines:
+        segment = line.strip(b" \t")
+        while segment.startswith(_BOM):
+            segment = segment[len(_BOM) :].lstrip(b" \t")
+        if not segment:
+            continue
+        if _MSH_LINE.match(segment):
+            messages.append([segment])
+        elif messages:
+            messages[-1].append(segment)
+    if not messages:
+        raise AdapterError("not HL7 v2: no MSH segment in the file")
+    return [b"\r".join(segments) for segments in messages]
 
 
 def _text(message: bytes | str) -> str:

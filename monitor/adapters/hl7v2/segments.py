@@ -40,7 +40,7 @@ from monitor.adapters.errors import (
     text_number,
 )
 from monitor.adapters.hl7v2.encoding import Segment
-from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
+from monitor.adapters.loinc import LOINC, CodeMismatchError, UnknownUnitError, resolve
 from monitor.clinical.analytes import Analyte, Sex, read_sex
 
 __all__ = [
@@ -146,14 +146,15 @@ def _analyte(
                     "truncated_unit",
                     "OBX-6 unit is truncated at a component separator (an unescaped ^)",
                 ) from None
+            if isinstance(exc, UnknownUnitError):
+                raise RowError(label, "unit", "OBX-6 unit is not a known unit") from None
             if local_codes is not None and code in local_codes:
                 # A local code is text from the message: name its analyte instead.
                 detail = f"a local code for {local_codes[code]}"
             else:
                 detail = str(exc)  # names a LOINC code from the table and analytes only
-            cause = "code" if "the name of" in detail else "unit"
             raise RowError(
-                label, cause, f"OBX-3 disagrees with its name or OBX-6 unit ({detail})"
+                label, "code", f"OBX-3 disagrees with its name or OBX-6 unit ({detail})"
             ) from None
         if analyte is not None:
             return analyte

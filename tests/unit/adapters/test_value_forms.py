@@ -70,8 +70,9 @@ def test_plain_numbers_in_every_text_value_type(value_type: str) -> None:
     [
         ("10^3/uL", "truncated_unit"),
         ("x10^9/L", "truncated_unit"),
-        ("g/dL", "unit"),
+        ("g/dL", "code"),  # a real unit, of another analyte: the code and unit disagree
         ("furlongs", "unit"),
+        ("bananas", "unit"),
         ("", "unit"),
     ],
 )
@@ -83,6 +84,42 @@ def test_unit_faults_are_told_apart(unit: str, cause: str) -> None:
     )
     assert [(r.where, r.cause) for r in parsed.rejections] == [("OBR 1, OBX 1", cause)]
     assert set(parsed.results[0].components) == {Analyte.WBC}
+
+
+@pytest.mark.parametrize(
+    ("unit", "cause", "reason"),
+    [
+        ("bananas", "unit", "OBX-6 unit is not a known unit"),
+        ("%", "code", "OBX-3 disagrees with its name or OBX-6 unit (code 777-3 (platelets) sent"),
+    ],
+)
+def test_an_unknown_unit_is_not_called_a_code_disagreement(
+    unit: str, cause: str, reason: str
+) -> None:
+    parsed = read_oru(HEAD + f"OBX|1|NM|777-3^PLT^LN||12|{unit}|150-400|LL|||F")
+    (rejection,) = parsed.rejections
+    assert rejection.cause == cause
+    assert rejection.reason.startswith(reason)
+    assert unit not in rejection.reason
+
+
+def test_rejected_rows_are_listed_in_row_order() -> None:
+    # OBX 2's unit is read before the plausibility check rejects OBX 1 (impossible platelets).
+    parsed = read_oru(
+        HEAD
+        + "OBX|1|NM|777-3^PLT^LN||99999|10*9/L|150-400|HH|||F\r"
+        + "OBX|2|NM|6690-2^WBC^LN||0.8|bananas|4.0-10.0|LL|||F\r"
+        + "OBX|3|NM|751-8^NEUT^LN||0.2|10*9/L|1.8-7.7|LL|||F\r"
+        + "OBX|10|NM|718-7^HGB^LN||**.*|g/dL|12-16||||F\r"
+        + "OBX|11|NM|731-0^LYMPH^LN||0.1|furlongs|1.0-4.0|L|||F"
+    )
+    assert [(r.where, r.cause) for r in parsed.rejections] == [
+        ("OBR 1, OBX 1", "implausible"),
+        ("OBR 1, OBX 2", "unit"),
+        ("OBR 1, OBX 10", "no_value"),
+        ("OBR 1, OBX 11", "unit"),
+    ]
+    assert set(parsed.results[0].components) == {Analyte.NEUTROPHILS}
 
 
 def test_an_escaped_caret_in_the_unit_is_read() -> None:
