@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,9 +290,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.offline:
         return cmd_demo_offline(args)
     from monitor.local.demo import run_demo
-    from monitor.sim.cohort import CohortSpec
+    from monitor.sim.cohort import CohortSpec, ending_yesterday
 
-    spec = CohortSpec(seed=args.seed, patients=args.patients, days=args.days)
+    # The cohort ends yesterday, so today some patients are in their nadir window (the
+    # dashboard's watch list judges the window against the real clock).
+    spec = ending_yesterday(
+        CohortSpec(seed=args.seed, patients=args.patients, days=args.days), datetime.now(UTC)
+    )
     return run_demo(
         spec,
         workers=args.workers,

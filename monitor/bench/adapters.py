@@ -14,7 +14,8 @@ from monitor.adapters.hl7v2 import parse_oru
 from monitor.clinical.model import parse_result
 from monitor.sim.checks import clean_results
 from monitor.sim.cohort import CohortSpec, simulate_cohort
-from monitor.sim.encodings import to_fhir, to_hl7v2
+from monitor.sim.fhir_encoding import to_fhir
+from monitor.sim.hl7v2_encoding import to_hl7v2
 
 
 def sample_results(count: int = 500) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ recent alerts, ``GET /api/episodes/{dedup_key}/trend`` one episode's analyte his
 by the worker that owns the patient (Faust's router forwards the request there),
 ``GET /api/watchlist`` the nadir watch list and ``GET /api/watchlist/{watch_id}/trend`` a watched
 patient's ANC, platelets and hemoglobin (forwarded to the owner the same way). ``?ward=`` limits
-the dashboard and the watch list to one ward.
+the dashboard and the watch list to one ward; one no ward can have (too long, repeated, control
+characters) is answered 400 with a JSON ``error``, never with every ward's patients.
 
 Patient ids are masked in every response unless the request carries
 ``Authorization: Bearer <MONITOR_API_TOKEN>``: shown as ``ref:<hex>`` (the paging bridge's
@@ -16,6 +17,7 @@ Patient ids are masked in every response unless the request carries
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -82,13 +84,33 @@ def pseudonymizer(settings: MonitorSettings) -> Pseudonymizer | None:
     return Pseudonymizer(key.get_secret_value().encode()) if key is not None else None
 
 
-MAX_WARD_CHARS = 64
+MAX_WARD_CHARS = 64  # as a result's ``context.ward`` (monitor.clinical.model.ResultContext)
+
+
+class InvalidWardError(ValueError):
+    """A ``?ward=`` no ward can have; the message names the rule, never the value."""
 
 
 def ward_of(request: Request) -> str | None:
-    """The ``?ward=`` of a request; None (all wards) when absent, blank or too long."""
-    ward = (request.query.get("ward") or "").strip()
-    return ward if 0 < len(ward) <= MAX_WARD_CHARS else None
+    """The ``?ward=`` of a request, trimmed; None (all wards) when absent or blank.
+
+    Raises InvalidWardError when the parameter is given more than once, is longer than
+    MAX_WARD_CHARS or holds a control character: a bookmarked ward must never fall back to
+    every ward's patients, so such a request is answered 400, not with the whole hospital.
+    """
+    values = request.rel_url.query.getall("ward", [])
+    if len(values) > 1:
+        raise InvalidWardError("ward: give at most one ward parameter")
+    ward = values[0].strip() if values else ""
+    if len(ward) > MAX_WARD_CHARS:
+        raise InvalidWardError(f"ward: at most {MAX_WARD_CHARS} characters")
+    if any(unicodedata.category(c) == "Cc" for c in ward):
+        raise InvalidWardError("ward: no control characters")
+    return ward or None
+
+
+def bad_ward(web: View, error: InvalidWardError) -> Response:
+    return web.json({"error": f"invalid {error}"}, status=400, headers=security_headers())
 
 
 def install_dashboard(
@@ -193,19 +215,27 @@ def install_dashboard(
 
     @app.page("/api/dashboard")
     async def dashboard(web: View, request: Request) -> Response:
+        try:
+            ward = ward_of(request)
+        except InvalidWardError as error:
+            return bad_ward(web, error)
         body = view.snapshot(
             datetime.now(UTC),
             reveal=reveal(request),
             pseudonym=pseudonym,
-            ward=ward_of(request),
+            ward=ward,
             wards=watchlist.wards(),
         )
         return web.json(body, headers=security_headers())
 
     @app.page("/api/watchlist")
     async def watch(web: View, request: Request) -> Response:
+        try:
+            ward = ward_of(request)
+        except InvalidWardError as error:
+            return bad_ward(web, error)
         body = watchlist.snapshot(
-            datetime.now(UTC), ward_of(request), reveal=reveal(request), pseudonym=pseudonym
+            datetime.now(UTC), ward, reveal=reveal(request), pseudonym=pseudonym
         )
         return web.json(body, headers=security_headers())
 

@@ -19,14 +19,15 @@ the feed back). One random stream, seeded by ``CohortSpec.seed``, is drawn in a 
 patients, specimens, plan, then publication times, redeliveries and malformed messages.
 
 Standard library plus the monitor's LOINC and unit tables (for the HL7 v2 and FHIR encodings in
-``monitor.sim.encodings``): it runs in tests, in the CLI and in benchmarks without a broker.
+``monitor.sim.hl7v2_encoding`` and ``monitor.sim.fhir_encoding``): it runs in tests, in the CLI
+and in benchmarks without a broker.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from monitor.sim.context import context_drafts
 from monitor.sim.messages import Draft, SimMessage, Topic
@@ -34,7 +35,7 @@ from monitor.sim.physiology import make_patients
 from monitor.sim.rendering import MALFORMED_VARIANTS, Encoder, break_result, render
 from monitor.sim.specimens import count_at_rate, draw_specimens, make_plan, next_specimen_of
 
-__all__ = ["CohortSpec", "simulate_cohort"]
+__all__ = ["CohortSpec", "ending_yesterday", "simulate_cohort"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,23 @@ class CohortSpec:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.hl7v2_share + self.fhir_share > 1.0:
             raise ValueError("hl7v2_share + fhir_share must not exceed 1")
+
+
+def ending_yesterday(spec: CohortSpec, now: datetime) -> CohortSpec:
+    """``spec`` moved so that its ``days`` end at 00:00 UTC of the day before ``now``.
+
+    ``start`` becomes today's UTC midnight (of ``now``) minus ``spec.days + 1`` days; nothing
+    else changes. The cohort's last events (results of day ``days``, the temperatures after
+    them) fall within the day after its end, so all of them are dated before ``now`` (a result
+    dated later than its receipt is dead-lettered as ``collected_in_future``), and the patients
+    dosed in the last weeks are in or near their nadir window today, as a ward would see them.
+    The same spec and date always give the same cohort. Raises ValueError if ``now`` carries no
+    time zone.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must carry a time zone")
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return replace(spec, start=today - timedelta(days=spec.days + 1))
 
 
 def _lab_formats(spec: CohortSpec) -> list[Topic]:

@@ -6,7 +6,7 @@ units and rounding, its lower limits when it sends them, percent differentials i
 absolute neutrophil count for some results, collection time on the lab's clock. ``break_result``
 turns a valid result into one of the ``MALFORMED_VARIANTS``. ``Encoder`` drafts a result in the
 format of the patient's lab: the canonical JSON itself, or HL7 v2 ORU^R01 and FHIR R4 through
-``monitor.sim.encodings``.
+``monitor.sim.hl7v2_encoding`` and ``monitor.sim.fhir_encoding``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
-from monitor.sim.encodings import to_fhir, to_hl7v2
+from monitor.sim.fhir_encoding import to_fhir
+from monitor.sim.hl7v2_encoding import to_hl7v2
 from monitor.sim.labs import LAB_LLN, in_unit
 from monitor.sim.messages import MAX_MESSAGE_BYTES, Draft, MessageKind, Topic
 from monitor.sim.specimens import Specimen

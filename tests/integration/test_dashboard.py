@@ -477,6 +477,18 @@ async def test_a_ward_bookmark_shows_its_watch_list_before_and_after_an_episode(
             assert shot.read_bytes().startswith(PNG_MAGIC)
             if os.environ.get("UPDATE_SCREENSHOT") == "1":
                 shutil.copyfile(shot, DOCS_WATCHLIST)
+
+            # 5. A bookmark with a ward no ward can have (over 64 characters) shows nothing but
+            # the error: never every ward's patients.
+            bad = await browser.new_page()
+            await bad.goto(f"{serving.url}/?ward={ward}{'-x' * 32}")
+            await expect(bad.get_by_test_id("error-banner")).to_contain_text(
+                "invalid ward: at most 64 characters", timeout=10_000
+            )
+            await expect(bad.get_by_test_id("content")).to_be_hidden()
+            await expect(bad.get_by_test_id("watch-row")).to_have_count(0)
+            await expect(bad.get_by_test_id("episode-row")).to_have_count(0)
+            assert not [r for r in refs.values() if r in await bad.content()]
         finally:
             await browser.close()
     for worker in deployment.workers:

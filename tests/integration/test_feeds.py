@@ -18,7 +18,8 @@ from monitor.clinical.alert import Alert
 from monitor.kafka.clients import follow, header, publish
 from monitor.local.broker import EmbeddedBroker
 from monitor.local.processes import WorkerProcess
-from monitor.sim.encodings import to_fhir, to_hl7v2
+from monitor.sim.fhir_encoding import to_fhir
+from monitor.sim.hl7v2_encoding import to_hl7v2
 from tests.integration.isolation import isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

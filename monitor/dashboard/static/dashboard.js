@@ -409,9 +409,18 @@
       showMaskState(data.masked);
       $("last-updated").textContent = "updated " + clock(data.generated_at) + " \u00b7 " + data.alerts_applied + " alerts read";
       $("error-banner").hidden = true;
+      $("content").hidden = false;
       refreshTrend();
     } catch (error) {
-      $("error-banner").textContent = "cannot reach the worker (" + error.message + "); retrying";
+      if (error.status === 400) {
+        // A ward the worker refuses (too long, repeated): show nothing rather than every ward.
+        state.data = null;
+        state.watch = null;
+        $("content").hidden = true;
+        $("error-banner").textContent = error.message + "; nothing shown: fix the address or choose All wards";
+      } else {
+        $("error-banner").textContent = "cannot reach the worker (" + error.message + "); retrying";
+      }
       $("error-banner").hidden = false;
     } finally {
       schedule(POLL_MS);

@@ -323,3 +323,53 @@ async def test_watchlist_api_filters_by_ward_masks_ids_and_serves_the_trend_from
     assert [s["analyte"] for s in series] == ["neutrophils", "platelets"]
     assert [p["value"] for p in series[0]["points"]] == [1.6, 0.9]
     assert (await client.get("/api/watchlist/unknown/trend")).status == 404
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("query", "rule"),
+    [
+        ("ward=" + "oncology-4b-" * 6, "at most 64 characters"),
+        ("ward=oncology-4b&ward=hematology-2a", "at most one ward"),
+        ("ward=oncology%0A4b", "control characters"),
+        ("ward=onco%00logy-4b", "control characters"),
+    ],
+)
+async def test_an_invalid_ward_is_a_400_never_every_wards_patients(
+    monitor: MonitorApp, client: TestClient[Any, Any], query: str, rule: str
+) -> None:
+    """A bookmarked ward must not silently become 'all wards' (the whole hospital)."""
+    summary, _ = watched_course()
+    monitor.watchlist.apply(PATIENT, summary, datetime.now(UTC))
+    for path in ("/api/dashboard", "/api/watchlist"):
+        for headers in ({}, AUTH):
+            response = await client.get(URL(f"{path}?{query}", encoded=True), headers=headers)
+            assert response.status == 400, (path, query)
+            assert_security_headers(response.headers)
+            body = await response.json()
+            assert body["error"].startswith("invalid ward: ")
+            assert rule in body["error"]
+            assert set(body) == {"error"}
+            text = await response.text()
+            assert PATIENT not in text
+            assert REF not in text
+            assert "oncology" not in text  # the value is not echoed back
+
+
+@pytest.mark.asyncio
+async def test_a_ward_of_the_longest_length_or_blank_is_answered(
+    monitor: MonitorApp, client: TestClient[Any, Any]
+) -> None:
+    summary, _ = watched_course()
+    monitor.watchlist.apply(PATIENT, summary, datetime.now(UTC))
+    longest = "w" * 64
+    body = await (await client.get(f"/api/watchlist?ward={longest}")).json()
+    assert body["ward"] == longest
+    assert body["patients"] == []
+    padded = await (await client.get("/api/watchlist?ward=%20oncology-4b%20")).json()
+    assert padded["ward"] == "oncology-4b"
+    assert len(padded["patients"]) == 1
+    for query in ("", "?ward=", "?ward=%20%20"):
+        every = await (await client.get(f"/api/watchlist{query}")).json()
+        assert every["ward"] is None
+        assert len(every["patients"]) == 1

@@ -10,17 +10,19 @@ import dataclasses
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from monitor.clinical.context import Treatment, VitalSign
+from monitor.clinical.watch import days_since, phase_of
 from monitor.sim.checks import check_message, clean_results, summary
-from monitor.sim.cohort import CohortSpec, simulate_cohort
+from monitor.sim.cohort import CohortSpec, ending_yesterday, simulate_cohort
 from monitor.sim.messages import SimMessage
 from monitor.sim.rendering import MALFORMED_VARIANTS
+from monitor.stream.replay import replay_messages
 
 Result = dict[str, Any]
 
@@ -611,3 +613,54 @@ def test_summary_counts_feeds(messages: list[SimMessage]) -> None:
     topics = ("results", "hl7v2", "fhir", "treatments", "vitals")
     assert sum(counts[f"{t}_messages"] for t in topics) == len(messages)
     assert all(counts[f"{t}_messages"] > 0 for t in topics)
+
+
+# The demo's cohort (``ending_yesterday``): the dashboard's watch list judges the nadir window
+# against the real clock, so the cohort must end just before the day the demo runs.
+_DEMO_DAY = datetime(2027, 3, 9, tzinfo=UTC)
+
+
+def _last_doses(messages: list[SimMessage]) -> dict[str, datetime]:
+    last: dict[str, datetime] = {}
+    for m in messages:
+        if m.topic == "treatments":
+            dose = json.loads(m.value)
+            given = datetime.fromisoformat(dose["given_at"])
+            last[dose["patient_id"]] = max(given, last.get(dose["patient_id"], given))
+    return last
+
+
+@pytest.mark.parametrize("hours", [0.0, 13.5, 23.99])
+def test_the_demo_cohort_ends_at_midnight_before_the_day_it_runs(hours: float) -> None:
+    now = _DEMO_DAY + timedelta(hours=hours)
+    spec = ending_yesterday(CohortSpec(seed=3, days=30), now)
+    assert spec.start == _DEMO_DAY - timedelta(days=31)
+    assert spec.start + timedelta(days=spec.days) == _DEMO_DAY - timedelta(days=1)
+    assert dataclasses.replace(spec, start=CohortSpec().start) == CohortSpec(seed=3, days=30)
+
+
+def test_the_demo_cohort_is_the_same_all_day_and_moves_with_the_date() -> None:
+    spec = CohortSpec(patients=6, days=20)
+    morning = simulate_cohort(ending_yesterday(spec, _DEMO_DAY + timedelta(hours=1)))
+    evening = simulate_cohort(ending_yesterday(spec, _DEMO_DAY + timedelta(hours=23)))
+    tomorrow = simulate_cohort(ending_yesterday(spec, _DEMO_DAY + timedelta(days=1, hours=1)))
+    assert morning == evening
+    assert morning != tomorrow
+    with pytest.raises(ValueError, match="time zone"):
+        ending_yesterday(spec, datetime(2027, 3, 9))
+
+
+def test_the_demo_cohort_is_all_in_the_past_with_patients_in_the_nadir_window() -> None:
+    messages = simulate_cohort(ending_yesterday(CohortSpec(), _DEMO_DAY))
+    # Received at the first instant of the day: the earliest the demo can run on it.
+    report = replay_messages(messages, clock=lambda: _DEMO_DAY)
+    assert report.alerts
+    assert "collected_in_future" not in report.dead_letters
+    last_doses = _last_doses(messages)
+    for now in (_DEMO_DAY, _DEMO_DAY + timedelta(hours=23.99)):
+        watched = [
+            patient
+            for patient, dose in last_doses.items()
+            if phase_of(days_since(dose, now), (7, 14), 3) is not None
+        ]
+        assert len(watched) >= 3, (now, watched)

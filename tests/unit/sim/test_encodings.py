@@ -26,7 +26,9 @@ from monitor.clinical.model import CBCResult
 from monitor.clinical.units import UNITS, factor, to_canonical
 from monitor.sim.checks import clean_results
 from monitor.sim.cohort import CohortSpec, simulate_cohort
-from monitor.sim.encodings import LOINC_OF, UCUM_OF, loinc_code, to_fhir, to_hl7v2, ucum
+from monitor.sim.encodings import LOINC_OF, UCUM_OF, loinc_code, ucum
+from monitor.sim.fhir_encoding import to_fhir
+from monitor.sim.hl7v2_encoding import to_hl7v2
 from monitor.sim.messages import SimMessage
 
 Result = dict[str, Any]
