@@ -1,5 +1,6 @@
 """The canonical JSON feed read row by row: a component that cannot be used (an unknown
-analyte, a missing or non-numeric value, an unknown unit) or that is implausible
+analyte, a missing or non-numeric value, an unknown unit; other keys inside a component, such
+as an abnormal flag, are ignored) or that is implausible
 (``rows.screen``) is left out and reported, and the rest of the result is read. A lower limit
 that cannot be used (a component's ``lln`` or an entry of ``context.lln_overrides`` that is not
 a finite non-negative number in a known unit) is ignored: the default lower limit applies and
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,9 +25,6 @@ from monitor.clinical.model import CBCResult, Component, LlnOverride, parse_resu
 from monitor.clinical.units import is_known_unit
 
 __all__ = ["read_result"]
-
-# A sender-controlled key is named in a reason only when it looks like a field name.
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
 def _position(key: str) -> str:
@@ -57,10 +54,9 @@ def _component_rejection(key: str, component: Any) -> RowRejection | None:
         fields = {str(e["loc"][0]) for e in exc.errors(include_input=False) if e["loc"]}
         if "value" in fields:
             return _value_rejection(where, component)
-        if "unit" in fields:
-            return RowRejection(where, "unit", "unit is missing or not text")
-        names = ", ".join(sorted(f for f in fields if _FIELD_NAME.fullmatch(f)))
-        return RowRejection(where, "code", f"unknown field {names or 'of a component'}")
+        # Only value, unit and lln are read (other keys are ignored), and an unusable lln was
+        # dropped before: the unit is at fault.
+        return RowRejection(where, "unit", "unit is missing or not text")
     if not is_known_unit(Analyte(key), checked.unit):
         return RowRejection(where, "unit", f"unknown unit for {key}")
     return None

@@ -26,6 +26,9 @@ ROW_CAUSES = (
     "truncated_unit",  # OBX-6 cut at an unescaped `^` (`10^3/uL` arriving as `10`)
     "code",  # code and name disagree, or the codes name different analytes
     "status",  # missing or unknown result status
+    "time",  # FHIR: an Observation's own effective time missing, date-only, without a zone
+    "subject",  # FHIR: an Observation's own subject missing or naming no patient
+    "unreadable",  # FHIR: an Observation that is not valid FHIR (an element of the wrong type)
     "implausible",  # outside the possible range, or inconsistent with another row
 )
 

@@ -84,9 +84,13 @@ EventTime = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
 
 class Component(BaseModel):
-    """One analyte's value as the lab sent it, with the lab's lower limit in the same unit."""
+    """One analyte's value as the lab sent it, with the lab's lower limit in the same unit.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Other keys a sender adds beside them (an abnormal flag, a reference range text) are ignored:
+    the value and unit are what is graded, and a readable value is never lost over a key.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     value: Measure
     unit: str = Field(min_length=1, max_length=32)

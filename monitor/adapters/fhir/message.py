@@ -16,9 +16,14 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   specimen (``retracted``; a retraction, not a rejected row); a complete CBC report entered in
   error withdraws the whole specimen.
 
-An Observation that cannot be used (``RowError``) and one the plausibility check rejects
-(``rows.screen``) are left out and listed in ``Parsed.rejections`` (``read_fhir``); the results
-of a message with a row left out are ``partial``.
+An Observation that cannot be used (``RowError``: one that does not validate, an unknown or
+missing status, no value, unit or code, its own subject or effective time unreadable) and one
+the plausibility check rejects (``rows.screen``) are left out and listed in
+``Parsed.rejections`` (``read_fhir``); the results of a message with a row left out are
+``partial``. The message itself is rejected (AdapterError) when it is not a Bundle,
+Observation or DiagnosticReport, when a report's status, subject or time cannot be read, when
+two Observations of one specimen name different patients, and when no row is read and every
+rejected row's subject or time is unreadable (nothing identifies the message).
 
 Error messages name elements and positions (``entry[3].resource``), never values.
 """
@@ -33,6 +38,7 @@ from pydantic import ValidationError
 
 from monitor.adapters.errors import AdapterError, RowError, RowRejection
 from monitor.adapters.fhir.observation import (
+    IDENTITY_CAUSES,
     OBSERVATION_STATUS,
     RESULT_RANK,
     Report,
@@ -153,6 +159,9 @@ def read_fhir(raw: bytes, *, local_codes: Mapping[str, Analyte] | None = None) -
             rows.append(row)
     if not rows and not rejections:
         raise AdapterError("message: no usable CBC observation")
+    if not rows and all(r.cause in IDENTITY_CAUSES for r in rejections):
+        # Nothing readable as a patient or a time at all: the message, not a row, is at fault.
+        raise AdapterError(rejections[0].describe())
     return Parsed(_merge(rows, rejections), rejections)
 
 

@@ -47,12 +47,24 @@ from monitor.adapters.fhir.resources import (
     Quantity,
     Reference,
     Specimen,
+    UnreadableObservation,
 )
 from monitor.adapters.loinc import LOINC, CodeMismatchError, resolve
 from monitor.clinical.analytes import Analyte, Sex, read_sex
 from monitor.clinical.units import UnknownUnitError, factor
 
-__all__ = ["OBSERVATION_STATUS", "RESULT_RANK", "Report", "Row", "read_observation"]
+__all__ = [
+    "IDENTITY_CAUSES",
+    "OBSERVATION_STATUS",
+    "RESULT_RANK",
+    "Report",
+    "Row",
+    "read_observation",
+]
+
+# Row causes that say the row's patient or time cannot be read: when no row of a message is
+# read and every rejected row has one of these, the message itself is unreadable.
+IDENTITY_CAUSES = frozenset({"subject", "time"})
 
 # Observation.status (R4) -> canonical status; None means skipped.
 OBSERVATION_STATUS: dict[str, str | None] = {
@@ -122,18 +134,20 @@ def read_observation(
     obs = located.resource
     assert isinstance(obs, Observation)
     where = located.where
+    candidates = list(_candidate_codings(obs.code, local_codes)) if obs.code is not None else []
+    if obs.code is not None and not candidates:
+        return None  # not a CBC component, whatever else is wrong with it
+    if isinstance(obs, UnreadableObservation):
+        raise RowError(where, obs.cause, obs.reason)
     if obs.status is None:
-        raise AdapterError(f"{where}: status missing")
+        raise RowError(where, "status", "status missing")
     if obs.status not in OBSERVATION_STATUS:
-        raise AdapterError(f"{where}: status is not an Observation status")
+        raise RowError(where, "status", "status is not an Observation status")
     status = OBSERVATION_STATUS[obs.status]
     if report is not None and report.status == "retracted":
         status = "retracted"  # the whole report was entered in error
     if status is None or obs.code is None:
         return None
-    candidates = list(_candidate_codings(obs.code, local_codes))
-    if not candidates:
-        return None  # not a CBC component
     if status == "retracted":
         # Withdrawn: which analyte is all that matters (the value and unit were wrong).
         if candidates[0].code is None:
@@ -160,15 +174,18 @@ def read_observation(
 
     if obs.contained:
         scope = contained_scope(obs, where, scope)
+    # The Observation's own subject and time are its row's; its report's are the message's.
     if obs.subject is not None or report is None:
-        patient_id, sex = _patient(obs.subject, scope, index, where)
+        patient_id, sex = _patient(obs.subject, scope, index, where, row=True)
     else:
-        patient_id, sex = _patient(report.resource.subject, report.scope, index, report.where)
-    collected_at = _effective(obs, where)
+        patient_id, sex = _patient(
+            report.resource.subject, report.scope, index, report.where, row=False
+        )
+    collected_at = _effective(obs, where, row=True)
     if collected_at is None and report is not None:
-        collected_at = _effective(report.resource, report.where)
+        collected_at = _effective(report.resource, report.where, row=False)
     if collected_at is None:
-        raise AdapterError(f"{where}: effective[x] missing")
+        raise RowError(where, "time", "effective[x] missing")
     result_id = _result_id(obs, scope, index, report) or _derived_id(patient_id, collected_at)
     statuses = [status] if report is None or report.status is None else [status, report.status]
     return Row(
@@ -245,23 +262,48 @@ def _lln(obs: Observation, analyte: Analyte, unit: str) -> float | None:
     return low.value if same else None
 
 
+class _IdentityError(ValueError):
+    """A subject or time that cannot be read (the reason names elements, never values)."""
+
+
+def _identity_error(where: str, cause: str, reason: str, *, row: bool) -> AdapterError:
+    """An unreadable subject or time: of one row (``RowError``) when it is the Observation's
+    own, of the whole message when it is its report's."""
+    return RowError(where, cause, reason) if row else AdapterError(f"{where}: {reason}")
+
+
 def _patient(
-    subject: Reference | None, scope: Scope, index: Mapping[str, Located], where: str
+    subject: Reference | None,
+    scope: Scope,
+    index: Mapping[str, Located],
+    where: str,
+    *,
+    row: bool,
 ) -> tuple[str, Sex | None]:
-    """The patient id and, when the Patient is in the message, the sex."""
+    """The patient id and, when the Patient is in the message, the sex; raises
+    ``_identity_error`` (cause ``subject``) when no patient id can be read."""
+    try:
+        return _read_patient(subject, scope, index)
+    except _IdentityError as exc:
+        raise _identity_error(where, "subject", str(exc), row=row) from None
+
+
+def _read_patient(
+    subject: Reference | None, scope: Scope, index: Mapping[str, Located]
+) -> tuple[str, Sex | None]:
     if subject is None:
-        raise AdapterError(f"{where}: subject missing")
+        raise _IdentityError("subject missing")
     by_identifier = subject.identifier.value if subject.identifier else None
     if not subject.reference:
         if by_identifier:
             return by_identifier, None
-        raise AdapterError(f"{where}: subject has neither reference nor identifier")
+        raise _IdentityError("subject has neither reference nor identifier")
     target = lookup(subject.reference, scope, index)
     tail = TYPE_ID.search(subject.reference)
     if (target is not None and not isinstance(target.resource, Patient)) or (
         tail is not None and tail[1] != "Patient"
     ):
-        raise AdapterError(f"{where}: subject is not a Patient")
+        raise _IdentityError("subject is not a Patient")
     patient = target.resource if target is not None else None
     assert patient is None or isinstance(patient, Patient)
     sex = read_sex(patient.gender) if patient is not None else None
@@ -275,7 +317,7 @@ def _patient(
             return patient_id, sex
     if by_identifier:
         return by_identifier, sex
-    raise AdapterError(f"{where}: subject names no patient id")
+    raise _IdentityError("subject names no patient id")
 
 
 def _patient_identifier(patient: Patient) -> str | None:
@@ -287,32 +329,47 @@ def _patient_identifier(patient: Patient) -> str | None:
     return next((i.value for i in patient.identifier if i.value), None)
 
 
-def _effective(resource: Observation | DiagnosticReport, where: str) -> datetime | None:
+def _effective(
+    resource: Observation | DiagnosticReport, where: str, *, row: bool
+) -> datetime | None:
+    """The effective time, None when none is sent; raises ``_identity_error`` (cause
+    ``time``) when the one sent cannot be read."""
+    element, text = "", None
     if resource.effective_date_time is not None:
-        return _datetime(resource.effective_date_time, f"{where}: effectiveDateTime")
-    if resource.effective_period is not None and resource.effective_period.start is not None:
-        return _datetime(resource.effective_period.start, f"{where}: effectivePeriod.start")
-    if isinstance(resource, Observation) and resource.effective_instant is not None:
-        return _datetime(resource.effective_instant, f"{where}: effectiveInstant")
-    return None
+        element, text = "effectiveDateTime", resource.effective_date_time
+    elif resource.effective_period is not None and resource.effective_period.start is not None:
+        element, text = "effectivePeriod.start", resource.effective_period.start
+    elif isinstance(resource, Observation) and resource.effective_instant is not None:
+        element, text = "effectiveInstant", resource.effective_instant
+    if text is None:
+        return None
+    try:
+        return _datetime(text)
+    except _IdentityError as exc:
+        raise _identity_error(where, "time", f"{element} {exc}", row=row) from None
 
 
-def _datetime(text: str, element: str) -> datetime:
+def _datetime(text: str) -> datetime:
+    """A FHIR dateTime with a time of day and a zone; raises ValueError saying what is
+    missing (``_IdentityError``, never repeating the text)."""
     match = _DATETIME.match(text)
     if match is None:
-        raise AdapterError(f"{element} is not a FHIR dateTime")
+        raise _IdentityError("is not a FHIR dateTime")
     if match["time"] is None:
-        raise AdapterError(f"{element} has a date but no time of day")
+        raise _IdentityError(
+            "has a date but no time of day (a date without a time of day cannot be ordered "
+            "against other results; a time and a zone offset are required)"
+        )
     if match["zone"] is None:
-        raise AdapterError(f"{element} has no time zone")
+        raise _IdentityError("has no time zone")
     if len(match["date"]) != 10:
-        raise AdapterError(f"{element} is not a FHIR dateTime")
+        raise _IdentityError("is not a FHIR dateTime")
     if match["frac"] and len(match["frac"]) > 7:  # Python reads at most microseconds
         text = text.replace(match["frac"], match["frac"][:7], 1)
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise AdapterError(f"{element} is not a valid date and time") from None
+        raise _IdentityError("is not a valid date and time") from None
 
 
 def _result_id(

@@ -7,12 +7,19 @@ resource routed on its ``resourceType``. Resources other than Observation, Diagn
 Patient, Specimen and Bundle are kept only as ``resourceType``/``id`` so references can be
 resolved.
 
+Bundle entries and contained resources are validated one at a time: an Observation among them
+that does not validate (a value sent as text, a coding that is not a list) becomes an
+``UnreadableObservation`` (its id, its code when that much is readable, and why), which the
+message reader reports as a rejected row while the other Observations are read. Any other
+resource that does not validate fails the whole message (it may be the patient or specimen).
+
 Error messages name elements and positions, never values.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,6 +30,8 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -48,6 +57,7 @@ __all__ = [
     "ReferenceRange",
     "Resource",
     "Specimen",
+    "UnreadableObservation",
     "load",
     "looks_like_fhir",
 ]
@@ -102,7 +112,7 @@ class Period(_Element):
 class Resource(_Element):
     resource_type: str
     id: str | None = None
-    contained: list[AnyResource] = Field(default_factory=list)
+    contained: list[Lenient] = Field(default_factory=list)
 
 
 class Observation(Resource):
@@ -143,9 +153,19 @@ class OtherResource(Resource):
     pass
 
 
+class UnreadableObservation(Observation):
+    """An Observation (a Bundle entry or a contained resource) that did not validate: its id
+    and code when readable, and why it cannot be used (``cause``, one of
+    ``errors.ROW_CAUSES``, and ``reason``, naming elements, never values). Built only by
+    ``_observation_rows``, never routed to."""
+
+    cause: str
+    reason: str
+
+
 class BundleEntry(_Element):
     full_url: str | None = None
-    resource: AnyResource | None = None
+    resource: Lenient | None = None
 
 
 class Bundle(Resource):
@@ -180,7 +200,52 @@ AnyResource = Annotated[
     ),
 ]
 
-for _model in (Resource, Observation, DiagnosticReport, Patient, Specimen, OtherResource):
+
+def _unreadable(document: dict[str, Any], exc: ValidationError) -> UnreadableObservation:
+    """What can still be read of an Observation that did not validate, and why not."""
+    errors = exc.errors(include_input=False)
+    # The location starts with the union's tag ("Observation"); the element follows.
+    fields = [e["loc"][1:] for e in errors]
+    if all(f[:2] == ("valueQuantity", "value") for f in fields):
+        cause, reason = "no_value", "valueQuantity.value is not a JSON number"
+    elif all(f[:1] == ("status",) for f in fields):
+        cause, reason = "status", "status is not text"
+    else:
+        cause = "unreadable"
+        parts = describe_validation_error(exc).split("; ")
+        reason = "; ".join(part.removeprefix("Observation.") for part in parts)
+    readable: dict[str, Any] = {"resourceType": "Observation", "cause": cause, "reason": reason}
+    if isinstance(document.get("id"), str):
+        readable["id"] = document["id"]
+    with suppress(ValidationError):  # no readable code: reported as of unknown kind
+        readable["code"] = CodeableConcept.model_validate(document.get("code"))
+    return UnreadableObservation.model_validate(readable)
+
+
+def _observation_rows(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A Bundle entry or contained resource, validated on its own: an Observation that does
+    not validate becomes an ``UnreadableObservation`` (one rejected row), anything else that
+    does not validate fails the message."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        if isinstance(value, dict) and value.get("resourceType") == "Observation":
+            return _unreadable(value, exc)
+        raise
+
+
+# A resource inside another (a Bundle entry, a contained resource), validated on its own.
+Lenient = Annotated[AnyResource, WrapValidator(_observation_rows)]
+
+for _model in (
+    Resource,
+    Observation,
+    DiagnosticReport,
+    Patient,
+    Specimen,
+    OtherResource,
+    UnreadableObservation,
+):
     _model.model_rebuild()
 BundleEntry.model_rebuild()
 Bundle.model_rebuild()

@@ -94,11 +94,34 @@ def test_a_missing_value_is_no_value() -> None:
     assert [(r.cause, r.reason) for r in parsed.rejections] == [("no_value", "value is missing")]
 
 
-def test_an_unknown_component_field_is_not_called_a_missing_value() -> None:
-    parsed = read_result(
-        raw(doc({"wbc": {"value": 1, "unit": "10*9/L", "flag": "L"}, "platelets": PLT_5}))
-    )
-    assert [(r.cause, r.reason) for r in parsed.rejections] == [("code", "unknown field flag")]
+@pytest.mark.parametrize("extra", ['"LL"', "null", "[1.5, 7.0]", '{"text": "critical"}', "true"])
+def test_an_unknown_key_in_a_component_is_ignored_and_the_value_graded(extra: str) -> None:
+    # Issue 9 (review): this was a rejected row ("code", "unknown field flag"), losing a
+    # readable critical ANC; the value and unit are what is graded.
+    components = {"neutrophils": {"value": 0.3, "unit": "10*9/L", "flag": "@f"}, "platelets": PLT_5}
+    parsed = read_result(raw(doc(components), f=extra))
+    assert parsed.rejections == []
+    anc = parsed.results[0].components[Analyte.NEUTROPHILS]
+    assert (anc.value, anc.unit) == (0.3, "10*9/L")
+    assert "flag" not in parsed.results[0].model_dump_json()
+
+
+def test_an_unknown_key_beside_a_bad_value_is_still_that_value_s_fault() -> None:
+    components = {"wbc": {"value": "@v", "unit": "10*9/L", "flag": "L"}, "platelets": PLT_5}
+    parsed = read_result(raw(doc(components), v='"**.*"'))
+    assert [(r.where, r.cause, r.reason) for r in parsed.rejections] == [
+        ("components.wbc", "no_value", "value is not a number")
+    ]
+    assert set(parsed.results[0].components) == {Analyte.PLATELETS}
+
+
+def test_an_unknown_analyte_is_still_refused_as_a_row() -> None:
+    components = {"reticulocytes": {"value": 1.2, "unit": "%", "flag": "N"}, "platelets": PLT_5}
+    parsed = read_result(raw(doc(components)))
+    assert [(r.where, r.cause, r.reason) for r in parsed.rejections] == [
+        ("components.<unnamed>", "code", "not a CBC analyte")
+    ]
+    assert set(parsed.results[0].components) == {Analyte.PLATELETS}
 
 
 @pytest.mark.parametrize("lln", ["NaN", "Infinity", "-5", '"abc"', "[]"])
