@@ -642,7 +642,8 @@ def _malformed(pid: str) -> dict[str, tuple[bytes, str, str]]:
         "missing_result_id": (json.dumps(missing).encode(), "missing_id", "ValidationError"),
         # Issue 9: a component that cannot be used is a rejected row, not a rejected message.
         "unknown_unit": (variant("m3", unit), "rows_rejected", "RowsRejected"),
-        "negative_count": (variant("m4", negative), "rows_rejected", "RowsRejected"),
+        # A negative count is an impossible value: its row is rejected as implausible.
+        "negative_count": (variant("m4", negative), "implausible", "RowsRejected"),
         "naive_timestamp": (variant("m5", naive), "schema", "ValidationError"),
         "oversize": (variant("m6", oversize), "oversize", "Oversize"),
         "not_utf8": (
@@ -704,7 +705,7 @@ async def test_malformed_messages_go_to_the_dead_letter_topic(shared: Deployment
         assert header(record, "dlq.code") == code.encode(), name
         assert header(record, "dlq.error_class") == error_class.encode(), name
         assert header(record, "dlq.reason"), name
-        if code == "rows_rejected":  # names the row and its cause, never the value
+        if code in ("rows_rejected", "implausible"):  # names the row and cause, never the value
             reason = header(record, "dlq.reason") or b""
             assert b"components.neutrophils" in reason, name
             assert b"bananas" not in reason, name
