@@ -201,11 +201,12 @@ class Detector:
             if result.retracted and previous is not None
             else set()
         )
-        for condition in Condition:
-            if not (CONDITION_ANALYTES[condition] & touched):
+        for condition in _CONDITIONS:
+            analytes = CONDITION_ANALYTES[condition]
+            if analytes.isdisjoint(touched):
                 continue
             graded = self._evaluator.evaluate(state, condition)
-            if withdrawn & CONDITION_ANALYTES[condition]:
+            if withdrawn and not withdrawn.isdisjoint(analytes):
                 assert previous is not None
                 # A value this condition stood on was withdrawn: re-evaluated like a retraction.
                 trigger = Trigger(
@@ -215,8 +216,8 @@ class Detector:
                 if alert is not None:
                     alerts.append(alert)
                 continue
-            if graded is None:
-                continue
+            if graded is None or _unchanged(state, condition, graded.grade):
+                continue  # no transition: nothing below could alert
             if not suspect_checked:
                 suspect = specimen_suspect(
                     entry,
@@ -356,6 +357,8 @@ class Detector:
         closing: Event = "resolved",
     ) -> Alert | None:
         """Move the condition's episode to the evaluated grade; the alert if it changed."""
+        if _unchanged(state, condition, graded.grade):
+            return None  # what episodes.transition returns for an unchanged grade, cheaper
         observed, comparable = observed_value(condition, graded)
         change = transition(
             state,
@@ -395,6 +398,17 @@ class Detector:
                 for analyte, o in context.lln_overrides.items()
             }
             state.overrides_at = entry.collected_at
+
+
+_CONDITIONS: tuple[Condition, ...] = tuple(Condition)
+_CONDITION_KEY: dict[Condition, str] = {c: c.value for c in Condition}
+
+
+def _unchanged(state: PatientState, condition: Condition, grade: int) -> bool:
+    """Whether ``grade`` is the episode's grade already (0 with no episode): then
+    ``episodes.transition`` changes nothing and returns None (``next_event`` is None)."""
+    episode = state.episodes.get(_CONDITION_KEY[condition])
+    return grade == (episode.grade if episode is not None else 0)
 
 
 def observed_value(condition: Condition, graded: Graded) -> tuple[Anchor | None, bool]:

@@ -9,6 +9,7 @@ grade 2 has an unknown grade (None), never 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal
 
 from monitor.clinical.analytes import Analyte
@@ -119,13 +120,18 @@ def scale_for(analyte: str, version: str) -> GradeScale | None:
         raise ValueError(f"analyte {analyte!r} has no CTCAE grade") from None
 
 
+@lru_cache(maxsize=256)
+def _unit_key(unit: str) -> str:
+    return unit.strip().lower()
+
+
 def grade_with_scale(
     scale: GradeScale, analyte: Analyte, value: float, unit: str, lln: float | None
 ) -> int | None:
     """Grade ``value`` (and ``lln``, both in ``unit``) on ``scale``; the detector's fast path."""
     if value < 0 or (lln is not None and lln < 0):
         raise ValueError("counts cannot be negative")
-    native = scale.native.get(unit.strip().lower()) if scale.native else None
+    native = scale.native.get(_unit_key(unit)) if scale.native else None
     if native is not None:
         limits, compared = native, value
     else:

@@ -148,8 +148,12 @@ class PatientState:
         return None
 
     def insert(self, entry: Entry) -> None:
-        keys = [e.sort_key for e in self.history]
-        self.history.insert(bisect.bisect_right(keys, entry.sort_key), entry)
+        history = self.history
+        key = entry.sort_key
+        if not history or history[-1].sort_key <= key:
+            history.append(entry)  # the usual case: the newest result (as bisect_right puts it)
+            return
+        history.insert(bisect.bisect_right(history, key, key=_sort_key), entry)
 
     def prune(self, max_age_s: float, max_results: int) -> None:
         """Drop results older than ``max_age_s`` before the newest, then keep the newest N."""
@@ -206,6 +210,13 @@ def derived_count(wbc: float, *percentages: float) -> float:
     """A count from WBC x (sum of percentages) / 100, exact in decimal."""
     total = sum((Decimal(repr(p)) for p in percentages), Decimal(0))
     return float(Decimal(repr(wbc)) * total / 100)
+
+
+_ANALYTE_KEY: dict[Analyte, str] = {a: a.value for a in Analyte}  # enum .value is slow
+
+
+def _sort_key(entry: Entry) -> tuple[float, str]:
+    return entry.sort_key
 
 
 def raw_fingerprint(raw: bytes) -> str:
@@ -295,7 +306,8 @@ def with_derived(readings: dict[Analyte, Reading]) -> dict[Analyte, Reading]:
 def with_wire(entry: Entry) -> Entry:
     """The entry with its JSON form attached (plain lists: far faster to encode than tuples)."""
     e = entry
-    readings = {a.value: [r.value, r.raw, r.unit, r.lln, r.derived] for a, r in e.readings.items()}
+    key = _ANALYTE_KEY
+    readings = {key[a]: [r.value, r.raw, r.unit, r.lln, r.derived] for a, r in e.readings.items()}
     wire = to_json(
         [e.result_id, e.collected_at, e.status, e.fingerprint, e.sex, readings, e.last_chemo_at]
     )

@@ -234,7 +234,15 @@ def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
     f = factor(analyte, unit)
     if f is _ONE:
         return float(value)
-    return float(Decimal(repr(float(value))) * f)
+    if value == 0:
+        return float(Decimal(repr(float(value))) * f)  # keeps the sign of a zero
+    return _scaled(f, float(value))
+
+
+@lru_cache(maxsize=8192)
+def _scaled(f: Decimal, value: float) -> float:
+    """``value`` times ``f`` in decimal (a lab sends the same few values again and again)."""
+    return float(Decimal(repr(value)) * f)
 
 
 def from_canonical(analyte: Analyte, value: float, unit: str) -> float:
@@ -242,4 +250,11 @@ def from_canonical(analyte: Analyte, value: float, unit: str) -> float:
     f = factor(analyte, unit)
     if f is _ONE:
         return float(value)
-    return float(Decimal(repr(float(value))) / f)
+    if value == 0:
+        return float(Decimal(repr(float(value))) / f)  # keeps the sign of a zero
+    return _divided(f, float(value))
+
+
+@lru_cache(maxsize=8192)
+def _divided(f: Decimal, value: float) -> float:
+    return float(Decimal(repr(value)) / f)
