@@ -357,8 +357,10 @@ class Detector:
         closing: Event = "resolved",
     ) -> Alert | None:
         """Move the condition's episode to the evaluated grade; the alert if it changed."""
-        if _unchanged(state, condition, graded.grade):
-            return None  # what episodes.transition returns for an unchanged grade, cheaper
+        if closing != "retracted" and _unchanged(state, condition, graded.grade):
+            # What episodes.transition returns for an unchanged grade, cheaper. Not after a
+            # retraction: transition then re-reads the episode's reached grade and anchor.
+            return None
         observed, comparable = observed_value(condition, graded)
         change = transition(
             state,

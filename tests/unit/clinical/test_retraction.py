@@ -255,3 +255,17 @@ def test_after_the_grade_4_result_is_withdrawn_a_small_step_to_grade_4_pages() -
     )
     events = [(a.event, a.grade, a.page) for a in alerts if a.condition == "neutropenia"]
     assert events == [("new", 4, True), ("improved", 3, False), ("worsened", 4, True)]
+
+
+def test_a_retraction_that_leaves_the_grade_unchanged_still_forgets_the_withdrawn_worst() -> None:
+    day = 24
+    _, alerts, _ = replay(
+        [
+            cbc("r1", 0, neutrophils=0.4),  # grade 4, later withdrawn
+            cbc("r2", day, neutrophils=0.6),  # grade 3, +50 %: beyond the RCV, improved
+            retraction("r1", 0),  # grade 3 stays (0.6): no alert, but 4 was never reached
+            cbc("r3", 2 * day, neutrophils=0.48),  # grade 4, -20 % from 0.6: within the RCV
+        ]
+    )
+    events = [(a.event, a.grade, a.page) for a in alerts if a.condition == "neutropenia"]
+    assert events == [("new", 4, True), ("improved", 3, False), ("worsened", 4, True)]
