@@ -81,6 +81,15 @@ def main() -> None:
             f"{throughput / ceiling:.2f}",
             flush=True,
         )
+        floor, _ = asyncio.run(
+            measure_throughput(broker.bootstrap, broker.url, root, results, floor=True)
+        )
+        print(
+            f"framework floor, a minimal Faust agent with the worker's Faust settings and one "
+            f"table write per message: {floor:,.0f} results/s ({results:,} results); ratio to "
+            f"pass-through {floor / ceiling:.2f}; the worker is {throughput / floor:.2f}x it",
+            flush=True,
+        )
         p50, p99, achieved = asyncio.run(
             measure_latency(broker.bootstrap, broker.url, root, 500.0, latency_seconds)
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from monitor.bench.floor import FloorProcess
 from monitor.kafka.clients import follow, header, publish
 from monitor.kafka.topics import create_topics
 from monitor.local.demo import percentile
@@ -137,12 +138,20 @@ async def _wait_committed(bootstrap: str, names: dict[str, str], total: int, lim
     raise TimeoutError(f"only part of {total} results committed after {limit:.0f}s")
 
 
-async def measure_throughput(bootstrap: str, url: str, root: Path, count: int) -> tuple[float, int]:
-    """One worker drains a pre-filled topic; results/s from its first fetch to the last commit."""
-    names = _names("throughput")
+async def measure_throughput(
+    bootstrap: str, url: str, root: Path, count: int, floor: bool = False
+) -> tuple[float, int]:
+    """One worker drains a pre-filled topic; results/s from its first fetch to the last commit.
+
+    ``floor``: the minimal Faust agent of ``monitor.bench.floor`` instead of the worker (same
+    settings, same messages, one table write per message; it publishes no alert).
+    """
+    tag = "floor" if floor else "throughput"
+    names = _names(tag)
     await _prepare(bootstrap, names)
     await publish(bootstrap, names["MONITOR_RESULTS_TOPIC"], synthetic_results(count, 2_000))
-    worker = WorkerProcess("bench-throughput", url, root / "throughput", names, log_dir=root)
+    kind = FloorProcess if floor else WorkerProcess
+    worker = kind(f"bench-{tag}", url, root / tag, env=names, log_dir=root)
     worker.start()
     try:
         await asyncio.to_thread(worker.wait_ready)
