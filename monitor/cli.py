@@ -1,4 +1,8 @@
-"""``cbc-monitor``: the command line."""
+"""``cbc-monitor``: the command line.
+
+About 400 lines: one small function per subcommand and the parser that names them all; each
+command's work lives in the package it belongs to.
+"""
 
 from __future__ import annotations
 

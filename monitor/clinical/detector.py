@@ -20,6 +20,11 @@ How a result becomes events:
 
 This module is the facade that orders those steps; the steps live beside it: evaluation (step 2)
 in ``evaluation``, the transition (step 3) in ``episodes``, and the alert it emits in ``summary``.
+
+Over 400 lines on purpose: the facade's entry points (a result, its retraction, a temperature,
+a treatment) share one per-result bookkeeping (history merge, context, the loop over conditions
+with its delta check); what a grade is and how an episode changes live in ``evaluation``,
+``episodes`` and ``summary``.
 """
 
 from __future__ import annotations

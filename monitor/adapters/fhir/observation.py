@@ -22,6 +22,9 @@ Rules (see the adapter brief and CLINICAL.md section 3):
   at a time get the same ``result_id``.
 
 Error messages name elements and positions (``entry[3].resource``), never values.
+
+Over 400 lines on purpose: every way each field of one Observation can fail has its own
+rejected-row cause and reason here; split, one resource's reading would be scattered.
 """
 
 from __future__ import annotations
