@@ -115,6 +115,8 @@ class MonitorApp:
             default=None,
         )
         self.processor = ResultProcessor(settings, self.metrics, self.table)
+        # One input message at a time over every agent (see ``handle``).
+        self._state_lock = asyncio.Lock()
         # Every input topic (results, HL7 v2, FHIR, treatments, vitals and their by-patient
         # twins) gets an agent; all that write the table share its partition count.
         self._topics = {
@@ -159,8 +161,21 @@ class MonitorApp:
             origin = Origin(
                 message.topic, message.partition, message.offset, message.timestamp or None
             )
+            await self.handle(event.value, event.key, origin)
+            yield None
+
+    async def handle(self, value: bytes | None, key: bytes | None, origin: Origin) -> None:
+        """One input message: plan, publish its sends and await them, write the state, then
+        hand its summaries to the producer.
+
+        One message at a time over all the agents (``_state_lock``): each agent reads a
+        patient's state, awaits the alerts' acknowledgements, then writes the state back, so
+        two agents interleaving on one patient (a result and a temperature sent together on
+        their two topics) would each write a state without the other's event.
+        """
+        async with self._state_lock:
             try:
-                plan = self.processor.plan(event.value, event.key, origin)
+                plan = self.processor.plan(value, key, origin)
             except Exception as exc:  # a fault of ours, not of the input: keep it for replay
                 log.error(
                     "processing failed with %s at %s[%d]@%d; sent to the dead-letter topic",
@@ -169,25 +184,25 @@ class MonitorApp:
                     origin.partition,
                     origin.offset,
                 )
-                plan = Plan([self.processor.failed(event.value, event.key, origin, exc)])
+                plan = Plan([self.processor.failed(value, key, origin, exc)])
             delivered = []
             for send in plan.sends:
                 delivered.append(await self._publish(send))
                 self.processor.published(send, origin)
-            if plan.write is not None:
-                # Alerts first, then the state that records them (see ResultProcessor.write):
-                # a crash in between repeats an alert (same id), it never loses one.
-                if delivered:
-                    await asyncio.gather(*delivered)
-                self.processor.write(plan)
-                # Then the patient's watch-list summary (derived from the state just written).
-                # Handed to the producer, not waited for: Faust flushes the producer before it
-                # commits offsets (Consumer._commit_offsets), so it is out before the input's
-                # offset is committed, with no extra acknowledgement wait per message.
-                for send in plan.after:
-                    delivery = await self._publish(send)
-                    asyncio.ensure_future(delivery).add_done_callback(_log_failed_summary)
-            yield None
+            if plan.write is None:
+                return
+            # Alerts first, then the state that records them (see ResultProcessor.write):
+            # a crash in between repeats an alert (same id), it never loses one.
+            if delivered:
+                await asyncio.gather(*delivered)
+            self.processor.write(plan)
+            # Then the patient's watch-list summary (derived from the state just written).
+            # Handed to the producer, not waited for: Faust flushes the producer before it
+            # commits offsets (Consumer._commit_offsets), so it is out before the input's
+            # offset is committed, with no extra acknowledgement wait per message.
+            for send in plan.after:
+                delivery = await self._publish(send)
+                asyncio.ensure_future(delivery).add_done_callback(_log_failed_summary)
 
     async def _publish(self, send: Send) -> Awaitable[Any]:
         """Hand the send to the producer; the result resolves when the broker has it."""
