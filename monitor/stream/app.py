@@ -21,6 +21,7 @@ from monitor.dashboard.routes import install_dashboard, reveals_patient_ids
 from monitor.kafka.security import faust_credentials
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
+from monitor.stream.locks import KeyedLocks
 from monitor.stream.processor import Origin, Plan, ResultProcessor, Send
 from monitor.stream.transport import MonitorFaustApp
 
@@ -115,8 +116,8 @@ class MonitorApp:
             default=None,
         )
         self.processor = ResultProcessor(settings, self.metrics, self.table)
-        # One input message at a time over every agent (see ``handle``).
-        self._state_lock = asyncio.Lock()
+        # One message of a patient at a time over every agent (see ``handle``).
+        self._patient_locks = KeyedLocks()
         # Every input topic (results, HL7 v2, FHIR, treatments, vitals and their by-patient
         # twins) gets an agent; all that write the table share its partition count.
         self._topics = {
@@ -168,12 +169,12 @@ class MonitorApp:
         """One input message: plan, publish its sends and await them, write the state, then
         hand its summaries to the producer.
 
-        One message at a time over all the agents (``_state_lock``): each agent reads a
-        patient's state, awaits the alerts' acknowledgements, then writes the state back, so
-        two agents interleaving on one patient (a result and a temperature sent together on
-        their two topics) would each write a state without the other's event.
+        One message of a patient at a time over all the agents (``monitor.stream.locks``): each
+        agent reads a patient's state, awaits the alerts' acknowledgements, then writes the
+        state back, so two agents interleaving on one patient (a result and a temperature sent
+        together on their two topics) would each write a state without the other's event.
         """
-        async with self._state_lock:
+        async with self._patient_locks.hold(key):
             try:
                 plan = self.processor.plan(value, key, origin)
             except Exception as exc:  # a fault of ours, not of the input: keep it for replay
