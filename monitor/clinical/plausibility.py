@@ -6,8 +6,8 @@ as ``implausible`` and never graded (CLINICAL.md section 7).
 The limits are wide on purpose: hyperleukocytosis (WBC > 100 and up to several hundred
 x10^9/L), platelets near 0 or above 3,000 x10^9/L and hemoglobin near 2 g/dL are real and must
 be graded. Internal consistency is the stronger check. Sources are named beside each number;
-the research note behind them is ``/tmp/research/ucum.md`` section 2 (a colleague's; numbers
-marked *judgment* or *unverified* there are marked so here).
+the research note behind them is ``docs/research/ucum-and-plausibility.md`` section 2
+(numbers marked *judgment* or *unverified* there are marked so here).
 
 All values are in canonical units (``units.CANONICAL_UNIT``).
 """

@@ -19,13 +19,15 @@ How a unit string is read (``factor``, cached per distinct (analyte, string)):
 
 Anything else raises ``UnknownUnitError``: rejected rather than guessed.
 
-Measured cost (2-core development machine; ``/tmp/research/ucum.md``, re-measured on this
-branch with the machine loaded by other jobs): an alias hit costs 0.4-0.65 us cached and
+Measured cost (2-core development machine; ``docs/research/ucum-and-plausibility.md``,
+re-measured with the machine loaded by other jobs): an alias hit costs 0.4-0.65 us cached and
 0.75-1.0 us uncached. The first unit the table does not hold builds the UCUM registry, once per
-process: about 1.5 s (4.6 s loaded). Each distinct unit string then costs about 4.5 ms the first
-time it is seen (median of 7 strings: 4.5 ms) and 0.4-0.65 us afterwards (the ``lru_cache``).
-Real feeds send a few dozen distinct strings, so the parser's cost is paid a few dozen times
-per process.
+process: about 1.5 s (4.6 s loaded); the worker builds it before it consumes
+(``load_ucum_registry``), since that stall on the event loop put a 2 s tail on result-to-alert
+latency (the live demo's p99 went from 64 ms to about 2 s). Each distinct unit string then
+costs about 4.5 ms the first time it is seen (median of 7 strings) and 0.4-0.65 us afterwards
+(the ``lru_cache``). Real feeds send a few dozen distinct strings, so the parser's cost is paid
+a few dozen times per process.
 
 Conversion factors are decimals so that, for example, 800 /uL becomes exactly 0.8 x10^9/L and a
 value on a CTCAE boundary stays on it after conversion.
@@ -170,6 +172,12 @@ _ALLOWED_FACTORS: dict[Analyte, frozenset[Decimal]] = {
 
 _registry_lock = threading.Lock()
 _registry: Any = None
+
+
+def load_ucum_registry() -> None:
+    """Build the UCUM registry now (about 1.5 s) rather than at the first unit the alias table
+    does not hold: a long-running worker calls this before it consumes."""
+    _ucum_registry()
 
 
 def _ucum_registry() -> Any:

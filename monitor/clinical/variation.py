@@ -15,8 +15,8 @@ indices (CV about 3 %, where the two forms agree). Every question the monitor as
 direction ("has it genuinely fallen?", "has it genuinely risen?"), so Z is one-sided: 1.65
 (95 %).
 
-Evidence levels of the CVi figures (research note /tmp/research/rcv.md, section 1). None was read
-in the primary paper's own table:
+Evidence levels of the CVi figures (research note docs/research/rcv-variation.md, section 1).
+None was read in the primary paper's own table:
 
 - ``V2``: read in a stored public transcription of the named table of the source;
 - ``NOT VERIFIED``: from memory; must be checked against the source before clinical use.
@@ -61,8 +61,8 @@ _C18 = "Coskun A et al., Clin Chem Lab Med 2018;56(8):1309-18 (C18), Table 1"
 _C19 = "Coskun A et al., Clin Chem Lab Med 2020;58(1):25-32 (C19), Table 2"
 _EFLM = "EFLM Biological Variation Database, whole-blood meta-analysis (accessed 2026-09-26)"
 
-# CVi per analyte (research note /tmp/research/rcv.md section 1, "Figures"). Floors: counts at
-# the analyser's reporting limit region (10^9/L), hemoglobin in g/dL.
+# CVi per analyte (research note docs/research/rcv-variation.md section 1, "Figures"). Floors:
+# counts at the analyser's reporting limit region (10^9/L), hemoglobin in g/dL.
 VARIATION: dict[Analyte, Variation] = {
     Analyte.HEMOGLOBIN: Variation(2.74, _C18, "V2", log_normal=False, floor=3.0),
     Analyte.HEMATOCRIT: Variation(2.71, _C19, "V2", log_normal=False, floor=10.0),

@@ -13,6 +13,7 @@ import sys
 
 import uvloop
 
+from monitor.clinical.units import load_ucum_registry
 from monitor.kafka.security import (
     KafkaConnectError,
     KafkaSecurityError,
@@ -84,6 +85,9 @@ def run_worker(settings: MonitorSettings) -> int:
     except (TopicError, TimeoutError, OSError) as exc:
         print(f"cbc-monitor worker: cannot prepare topics on {bootstrap}: {exc}", file=sys.stderr)
         return 1
+    # The UCUM parser's registry takes about 1.5 s to build: before consuming, not on the event
+    # loop at the first unit the alias table lacks (monitor.clinical.units).
+    load_ucum_registry()
     worker = MonitorWorker(
         monitor.app,
         loop=loop,

@@ -445,3 +445,12 @@ def test_kelvin_and_gauss_lookalikes_are_read_from_the_alias_table() -> None:
     # In UCUM `K/uL` is kelvin per microlitre and `G/L` gauss per litre.
     assert factor(Analyte.WBC, "K/uL") == 1
     assert factor(Analyte.PLATELETS, "G/L") == 1
+
+
+def test_the_worker_can_build_the_ucum_registry_before_it_consumes() -> None:
+    from monitor.clinical import units
+
+    units.load_ucum_registry()
+    assert units._registry is not None
+    # A valid UCUM spelling outside the alias table then converts without building anything.
+    assert units.to_canonical(Analyte.PLATELETS, 150, "10*3/mm3") == pytest.approx(150.0)
