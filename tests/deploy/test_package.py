@@ -39,6 +39,18 @@ def test_the_wheel_ships_the_dashboard_files_and_the_command(tmp_path: Path) -> 
     assert not any(n.startswith("tests/") for n in names), "tests must not be installed"
 
 
+def _python(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_every_layer_and_the_entry_points_work_from_the_unpacked_wheel(tmp_path: Path) -> None:
     site = tmp_path / "site"
     with zipfile.ZipFile(build_wheel(tmp_path)) as wheel:
@@ -57,26 +69,10 @@ def test_every_layer_and_the_entry_points_work_from_the_unpacked_wheel(tmp_path:
         "main()\n"
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
-    cli = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    cli = _python(["-c", script], tmp_path, env)
     assert cli.returncode == 0, cli.stderr
     assert "worker" in cli.stdout
     assert "replay" in cli.stdout
-    bench = subprocess.run(
-        [sys.executable, "-m", "monitor.bench", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    bench = _python(["-m", "monitor.bench", "--help"], tmp_path, env)
     assert bench.returncode == 0, bench.stderr
     assert "measured figures" in bench.stdout

@@ -90,6 +90,20 @@ def monitor(tmp_path: Any) -> MonitorApp:
     return MonitorApp(settings)
 
 
+def owned_here(monitor: MonitorApp, monkeypatch: pytest.MonkeyPatch, stored: bytes) -> list[Any]:
+    """Faust's router answers "this worker owns the patient", whose stored state is ``stored``;
+    the returned list records each (table, key) the router was asked about."""
+    routed: list[Any] = []
+
+    async def this_node_owns_it(table: str, key: Any, web: Any, request: Any) -> Any:
+        routed.append((table, key))
+        raise SameNode()
+
+    monkeypatch.setattr(monitor.app.router, "route_req", this_node_owns_it)
+    monkeypatch.setattr(monitor.table, "get", {PATIENT.encode(): stored}.get)
+    return routed
+
+
 @pytest_asyncio.fixture
 async def client(monitor: MonitorApp) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(monitor.app.web.web_app)) as test_client:
@@ -158,14 +172,7 @@ async def test_trend_is_answered_from_the_owners_table(
     for alert in alerts:
         monitor.dashboard.apply(alert)
     dedup_key = alerts[0].dedup_key
-    routed: list[Any] = []
-
-    async def this_node_owns_it(table: str, key: Any, web: Any, request: Any) -> Any:
-        routed.append((table, key))
-        raise SameNode()
-
-    monkeypatch.setattr(monitor.app.router, "route_req", this_node_owns_it)
-    monkeypatch.setattr(monitor.table, "get", {PATIENT.encode(): stored}.get)
+    routed = owned_here(monitor, monkeypatch, stored)
     response = await client.get(f"/api/episodes/{dedup_key}/trend")
     assert response.status == 200
     assert routed == [("patients", PATIENT)]
@@ -306,14 +313,7 @@ async def test_watchlist_api_filters_by_ward_masks_ids_and_serves_the_trend_from
     assert dashboard["wards"] == ["oncology-4b"]
     assert dashboard["ward"] == "oncology-4b"
 
-    routed: list[Any] = []
-
-    async def this_node_owns_it(table: str, key: Any, web: Any, request: Any) -> Any:
-        routed.append((table, key))
-        raise SameNode()
-
-    monkeypatch.setattr(monitor.app.router, "route_req", this_node_owns_it)
-    monkeypatch.setattr(monitor.table, "get", {PATIENT.encode(): stored}.get)
+    routed = owned_here(monitor, monkeypatch, stored)
     trend = await client.get(f"/api/watchlist/{row['watch_id']}/trend")
     assert trend.status == 200
     assert routed == [("patients", PATIENT)]
