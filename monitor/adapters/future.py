@@ -47,21 +47,24 @@ Event = CBCResult | VitalSign | Treatment
 E = TypeVar("E", CBCResult, VitalSign, Treatment)
 
 
+# The field that holds when each kind of event happened: a result's collection, a temperature's
+# measurement, a dose.
+_TIME_FIELD: dict[type, str] = {
+    CBCResult: "collected_at",
+    VitalSign: "measured_at",
+    Treatment: "given_at",
+}
+
+
 def event_time(event: Event) -> datetime:
     """When the event happened: a result's collection, a temperature's measurement, a dose."""
-    if isinstance(event, CBCResult):
-        return event.collected_at
-    if isinstance(event, VitalSign):
-        return event.measured_at
-    return event.given_at
+    moment: datetime = getattr(event, _TIME_FIELD[type(event)])
+    return moment
 
 
 def in_future(moment: datetime, received_at: datetime, tolerance: timedelta) -> bool:
     """True when ``moment`` is later than ``received_at`` + ``tolerance`` (both zoned)."""
     return moment > received_at + tolerance
-
-
-_TIME_FIELD = {CBCResult: "collected_at", VitalSign: "measured_at", Treatment: "given_at"}
 
 
 def within_receipt(event: E, received_at: datetime) -> E:
