@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.clinical.analytes import DEFAULT_LLN, DISPLAY_NAME, Analyte, Condition, Sex
+from monitor.clinical.evaluation import lower_limit
 from monitor.clinical.grading import CTCAE, CtcaeVersion, grade_with_scale
-from monitor.clinical.history import Entry, PatientState, Reading
-from monitor.clinical.units import CANONICAL_UNIT, from_canonical, to_canonical
+from monitor.clinical.history import PatientState
+from monitor.clinical.units import CANONICAL_UNIT, from_canonical
 
 # What to draw for each condition: the analytes that grade it.
 TREND_ANALYTES: dict[str, tuple[Analyte, ...]] = {
@@ -54,7 +55,6 @@ def analytes_trend(
     derived, suppressed}]}``, values in the analyte's canonical unit; ``suppressed`` marks the
     results in ``held_back`` (result ids whose grade change the RCV hysteresis held back)."""
     series = []
-    known_sex = next((e.sex for e in reversed(state.history) if e.sex), None)
     for analyte in analytes:
         scale = CTCAE[version].get(analyte)
         points = []
@@ -63,7 +63,7 @@ def analytes_trend(
             reading = entry.readings.get(analyte)
             if reading is None:
                 continue
-            lln = _lln(state, entry, analyte, reading, default_lln, known_sex)
+            lln, _ = lower_limit(state, entry, analyte, reading, default_lln)
             grade: int | None = None
             if scale is not None:
                 in_unit = None
@@ -99,26 +99,3 @@ def analytes_trend(
             }
         )
     return series
-
-
-def _lln(
-    state: PatientState,
-    entry: Entry,
-    analyte: Analyte,
-    reading: Reading,
-    default_lln: Mapping[Analyte, Mapping[Sex, float]],
-    known_sex: str | None,
-) -> float | None:
-    """Canonical lower limit, in the detector's order of precedence."""
-    override = state.lln_overrides.get(analyte)
-    if override is not None:
-        return override
-    if reading.lln is not None:
-        return to_canonical(analyte, reading.lln, reading.unit)
-    limits = default_lln.get(analyte)
-    if not limits:
-        return None
-    sex = entry.sex or known_sex
-    if sex in (Sex.MALE, Sex.FEMALE):
-        return limits[Sex(sex)]
-    return min(limits.values())
