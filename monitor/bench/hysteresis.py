@@ -48,8 +48,8 @@ class FatigueReport:
             else "no paging-grade episode"
         )
         return (
-            f"{self.episodes:,} episodes, {self.alerts / self.episodes:.2f} alerts and "
-            f"{self.pages / self.episodes:.2f} pages per episode ({self.alerts:,} alerts, "
+            f"{self.episodes:,} episodes, {self.alerts_per_episode:.2f} alerts and "
+            f"{self.pages_per_episode:.2f} pages per episode ({self.alerts:,} alerts, "
             f"{self.pages:,} pages, {self.alerts / max(self.patients, 1):.1f} alerts per "
             f"patient, {self.held_back:,} results held back as within the RCV); first "
             f"paging-grade result to its page: {delay} over {len(self.delays_h):,} episodes, "

@@ -100,13 +100,6 @@ def rcv(variation: Variation, z: float = DEFAULT_Z) -> Rcv:
     return Rcv(down=-symmetric, up=symmetric)
 
 
-def rcv_table(
-    z: float = DEFAULT_Z, variation: Mapping[Analyte, Variation] | None = None
-) -> dict[Analyte, Rcv]:
-    """The RCV of every analyte with variation figures (default: ``VARIATION``)."""
-    return {a: rcv(v, z) for a, v in (variation or VARIATION).items()}
-
-
 def relative_change(variation: Variation, compared_with: float, value: float) -> float:
     """The fractional change from ``compared_with`` to ``value`` (canonical unit), both clamped
     to the analyte's floor first, so a zero or censored count gives a finite change."""

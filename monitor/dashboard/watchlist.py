@@ -10,7 +10,6 @@ is dropped from memory at once (it can only come back with a new dose, i.e. a ne
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -127,8 +126,3 @@ def row(summary: PatientSummary, now: datetime, patient: str, phase: str | None)
         ),
         "episodes": [e.model_dump() for e in summary.episodes],
     }
-
-
-def ward_names(*sources: Iterable[str | None]) -> list[str]:
-    """The wards seen, sorted, without None."""
-    return sorted({w for source in sources for w in source if w})
