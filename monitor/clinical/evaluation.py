@@ -210,16 +210,30 @@ class Evaluator:
         reading = entry.readings.get(analyte)
         if scale is None or reading is None:
             return None
-        lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
-        lln_in_unit: float | None = None
-        if lln is not None:
-            lln_in_unit = (
-                reading.lln if source == "lab" else from_canonical(analyte, lln, reading.unit)
-            )
-        grade_ = grade_with_scale(scale, analyte, reading.raw, reading.unit, lln_in_unit)
+        grade_, lln, source = reading_grade(
+            scale, state, entry, analyte, reading, self._default_lln
+        )
         if grade_ is None:
             return None
         return Graded(grade_, entry, analyte, reading, lln, source)
+
+
+def reading_grade(
+    scale: GradeScale,
+    state: PatientState,
+    entry: Entry,
+    analyte: Analyte,
+    reading: Reading,
+    default_lln: Mapping[Analyte, Mapping[Sex, float]],
+) -> tuple[int | None, float | None, LlnSource | None]:
+    """One reading's CTCAE grade on ``scale`` with the lower limit that applies (``lower_limit``,
+    canonical unit) and where that limit came from; the grade is None when it cannot be told
+    (no limit and not low enough for grade 2 or worse)."""
+    lln, source = lower_limit(state, entry, analyte, reading, default_lln)
+    lln_in_unit: float | None = None
+    if lln is not None:
+        lln_in_unit = reading.lln if source == "lab" else from_canonical(analyte, lln, reading.unit)
+    return grade_with_scale(scale, analyte, reading.raw, reading.unit, lln_in_unit), lln, source
 
 
 def lower_limit(

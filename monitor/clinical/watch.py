@@ -30,10 +30,10 @@ from monitor.clinical.context import (
     FEVER_SUSTAINED_AT_LEAST_C,
     FEVER_SUSTAINED_SECONDS,
 )
-from monitor.clinical.evaluation import DAY_S, lower_limit
-from monitor.clinical.grading import CTCAE, CtcaeVersion, grade_with_scale
+from monitor.clinical.evaluation import DAY_S, reading_grade
+from monitor.clinical.grading import CTCAE, CtcaeVersion
 from monitor.clinical.history import PatientState
-from monitor.clinical.units import CANONICAL_UNIT, from_canonical
+from monitor.clinical.units import CANONICAL_UNIT
 from monitor.clinical.variation import NoiseModel, relative_change
 
 Direction = Literal["falling", "rising", "stable"]
@@ -212,11 +212,7 @@ def _latest(
     grade = None
     scale = CTCAE[version].get(analyte)
     if scale is not None:
-        lln, source = lower_limit(state, entry, analyte, reading, default_lln)
-        in_unit = None
-        if lln is not None:
-            in_unit = reading.lln if source == "lab" else from_canonical(analyte, lln, reading.unit)
-        grade = grade_with_scale(scale, analyte, reading.raw, reading.unit, in_unit)
+        grade, _, _ = reading_grade(scale, state, entry, analyte, reading, default_lln)
     return LatestCount(
         value=reading.value,
         unit=CANONICAL_UNIT[analyte],

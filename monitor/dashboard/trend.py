@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.clinical.analytes import DEFAULT_LLN, DISPLAY_NAME, Analyte, Condition, Sex
-from monitor.clinical.evaluation import lower_limit
-from monitor.clinical.grading import CTCAE, CtcaeVersion, grade_with_scale
+from monitor.clinical.evaluation import lower_limit, reading_grade
+from monitor.clinical.grading import CTCAE, CtcaeVersion
 from monitor.clinical.history import PatientState
-from monitor.clinical.units import CANONICAL_UNIT, from_canonical
+from monitor.clinical.units import CANONICAL_UNIT
 
 # What to draw for each condition: the analytes that grade it.
 TREND_ANALYTES: dict[str, tuple[Analyte, ...]] = {
@@ -63,17 +63,11 @@ def analytes_trend(
             reading = entry.readings.get(analyte)
             if reading is None:
                 continue
-            lln, _ = lower_limit(state, entry, analyte, reading, default_lln)
             grade: int | None = None
             if scale is not None:
-                in_unit = None
-                if lln is not None:
-                    in_unit = (
-                        reading.lln
-                        if reading.lln is not None and analyte not in state.lln_overrides
-                        else from_canonical(analyte, lln, reading.unit)
-                    )
-                grade = grade_with_scale(scale, analyte, reading.raw, reading.unit, in_unit)
+                grade, lln, _ = reading_grade(scale, state, entry, analyte, reading, default_lln)
+            else:
+                lln, _ = lower_limit(state, entry, analyte, reading, default_lln)
             points.append(
                 {
                     "at": datetime.fromtimestamp(entry.collected_at, UTC).isoformat(),
