@@ -165,18 +165,22 @@ def patient_summary(
     window: tuple[int, int],
     ctcae_version: CtcaeVersion,
     default_lln: Mapping[Analyte, Mapping[Sex, float]],
+    noise: NoiseModel = DIRECTION_NOISE,
 ) -> PatientSummary | None:
     """The summary to publish for ``state``, or None when the patient is not (or no longer)
     one to watch: no chemotherapy dose known, or the last dose more than ``window[1]`` days
     before ``now`` (the caller then publishes a tombstone). Grades use the detector's lower
-    limits (patient, lab, default by sex) and the configured CTCAE version."""
+    limits (patient, lab, default by sex) and the configured CTCAE version; the direction of a
+    change uses ``noise``, the detector's RCV table (``monitor.clinical.variation``)."""
     dose = last_chemo_at(state)
     if dose is None:
         return None
     chemo_at = datetime.fromtimestamp(dose, UTC)
     if days_since(chemo_at, now) > window[1]:
         return None
-    counts = {a.value: c for a in WATCHED if (c := _latest(state, a, ctcae_version, default_lln))}
+    counts = {
+        a.value: c for a in WATCHED if (c := _latest(state, a, ctcae_version, default_lln, noise))
+    }
     fever = last_fever(state.temperatures)
     return PatientSummary(
         watch_id=make_watch_id(patient_id, dose),
@@ -202,6 +206,7 @@ def _latest(
     analyte: Analyte,
     version: CtcaeVersion,
     default_lln: Mapping[Analyte, Mapping[Sex, float]],
+    noise: NoiseModel,
 ) -> LatestCount | None:
     values = [(e, e.readings[analyte]) for e in state.history if analyte in e.readings]
     values = [(e, r) for e, r in values if e.alertable]
@@ -219,5 +224,7 @@ def _latest(
         grade=grade,
         collected_at=datetime.fromtimestamp(entry.collected_at, UTC),
         previous=previous,
-        direction=direction(analyte, previous, reading.value) if previous is not None else None,
+        direction=(
+            direction(analyte, previous, reading.value, noise) if previous is not None else None
+        ),
     )

@@ -26,6 +26,7 @@ from monitor.clinical.context import Treatment
 from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
 from monitor.clinical.model import CBCResult
+from monitor.clinical.variation import NoiseModel
 from monitor.clinical.watch import last_chemo_at, patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
@@ -222,6 +223,10 @@ class ResultProcessor:
         self.feeds = feeds_of(settings)
         self.repartition_topic = self.feeds[settings.results_topic].by_patient
         self._states = StateCache(state_cache_size)
+        # The watch list's "falling / rising / stable": the detector's own RCV table and Z.
+        self._direction_noise = NoiseModel(
+            self.detector.settings.rcv_z, self.detector.settings.variation
+        )
 
     def handle(self, raw: bytes | None, key: bytes | None, origin: Origin) -> list[Send]:
         """Plan and write at once (for callers that need no ordering against the sends)."""
@@ -325,6 +330,7 @@ class ResultProcessor:
             window=self.detector.settings.nadir_window_days,
             ctcae_version=self.detector.settings.ctcae_version,
             default_lln=self.detector.settings.default_lln,
+            noise=self._direction_noise,
         )
         if summary is not None:
             value: bytes | None = summary.model_dump_json().encode()

@@ -12,6 +12,7 @@ from monitor.clinical.analytes import DEFAULT_LLN, Analyte
 from monitor.clinical.context import Treatment, VitalSign, has_fever
 from monitor.clinical.detector import Detector
 from monitor.clinical.history import PatientState
+from monitor.clinical.variation import NoiseModel
 from monitor.clinical.watch import (
     PatientSummary,
     days_since,
@@ -154,3 +155,24 @@ def test_last_fever_agrees_with_the_fever_rule(rs: list[tuple[int, float]]) -> N
         prefix = [(float(t), c) for t, c in rs if t <= at]
         assert has_fever(prefix) is not None
         assert celsius >= 38.0
+
+
+def test_the_direction_uses_the_noise_model_it_is_given() -> None:
+    # ANC 2.4 -> 1.2 is -50 %: falling at the default one-sided Z 1.65 (fall RCV -27.7 %), but
+    # within the noise of a site that asks for Z 4 (fall RCV about -54 %).
+    state = course()
+    now = T0 + timedelta(days=1, hours=2)
+    wide = patient_summary(
+        state,
+        PATIENT,
+        now,
+        window=(7, 14),
+        ctcae_version="5.0",
+        default_lln=DEFAULT_LLN,
+        noise=NoiseModel(4.0),
+    )
+    assert wide is not None
+    assert wide.counts["neutrophils"].direction == "stable"
+    default = summarize(state, now)
+    assert default is not None
+    assert default.counts["neutrophils"].direction == "falling"
