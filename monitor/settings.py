@@ -86,10 +86,21 @@ class MonitorSettings(BaseSettings):
     # Kafka consumer-group session: a dead worker's partitions move after about 1.5x this.
     session_timeout: float = Field(default=6.0, ge=1, le=300)
     # The embedded Tansu broker reports a partition's end offset per record batch, not per
-    # record, so Faust's table recovery stops short of the last updates unless every record is
-    # its own batch. Needed with Tansu (the demo and tests set it); leave it off on Kafka.
-    one_record_per_batch: bool = False
+    # record, so Faust's table recovery would stop short of the last updates: with this on, the
+    # worker reads each changelog's last batch to find its real end (monitor.kafka.end_offsets).
+    # Needed with Tansu (the demo and tests set it); harmless but useless on Kafka.
+    end_offsets_per_batch: bool = False
+    # Producer: how long a record may wait for others to share its batch (s), and a batch's
+    # size limit in bytes (Faust's default 16384; 1 makes every record a batch of its own).
     producer_linger: float = Field(default=0.0, ge=0, le=1)
+    producer_max_batch_bytes: int = Field(default=16_384, ge=1, le=16_777_216)
+    # The agents take input in batches (monitor.stream.app): at most this many messages, and a
+    # batch closes this long after the agent asked for it even if not full.
+    batch_max_messages: int = Field(default=500, ge=1, le=100_000)
+    batch_max_wait_ms: float = Field(default=10.0, gt=0, le=10_000)
+    # Faust's consumer: records per poll (None: no limit) and events buffered per stream.
+    broker_max_poll_records: int | None = Field(default=None, ge=1)
+    stream_buffer_maxsize: int = Field(default=4096, ge=1)
     # How long a fetch may wait for records (monitor.stream.transport explains the default).
     fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
 

@@ -25,14 +25,12 @@ from faust.web import Request, Response, View
 from monitor.kafka.topics import create_topics
 from monitor.local.processes import WorkerProcess
 from monitor.settings import MonitorSettings, load_settings
-from monitor.stream.app import TABLE_NAME, faust_settings
-from monitor.stream.transport import MonitorFaustApp
+from monitor.stream.app import TABLE_NAME, monitor_faust_app
 
 
 def floor_app(settings: MonitorSettings) -> faust.App:
     """The minimal agent: each input message is written to a Faust table under its key."""
-    app = MonitorFaustApp(settings.app_id, **faust_settings(settings))
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app = monitor_faust_app(settings)
     table = app.Table(
         TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions, default=None
     )

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.bench.floor import FloorProcess
 from monitor.kafka.clients import follow, header, publish
+from monitor.kafka.end_offsets import record_end_offsets
 from monitor.kafka.topics import create_topics
 from monitor.local.demo import percentile
 from monitor.local.processes import WorkerProcess
@@ -94,11 +95,12 @@ async def _committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 async def _end_offsets(bootstrap: str, topic: str) -> int:
+    """Records on ``topic`` (the embedded broker's end offsets corrected per record)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
+        ends = await record_end_offsets(consumer, await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
     return sum(ends.values())

@@ -120,6 +120,9 @@ class PatientState:
     # Per condition, the results whose grade change the hysteresis held back as within the RCV
     # (result ids, oldest first; only ids still in the history are kept).
     suppressed: dict[str, list[str]] = field(default_factory=dict)
+    # Whether the patient's watch-list summary is out (monitor.clinical.watch): its tombstone
+    # is then due once the patient leaves the window, and only then.
+    summary_published: bool = False
 
     def mark_suppressed(self, condition: str, result_id: str, announced: bool) -> None:
         """Record whether ``result_id``'s grade change for ``condition`` was held back."""
@@ -345,6 +348,7 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
             for c, ep in state.episodes.items()
         },
         "s": state.suppressed,
+        "p": state.summary_published,
     }
 
 
@@ -396,6 +400,8 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
         temperatures=[(t[0], t[1], t[2]) for t in data.get("f", [])],
         retractions=[(r[0], r[1], r[2]) for r in data.get("r", [])],
         suppressed={c: list(ids) for c, ids in data.get("s", {}).items()},
+        # State from before the flag: a summary may be out, so one tombstone may be due.
+        summary_published=bool(data.get("p", True)),
     )
 
 

@@ -190,8 +190,8 @@ class WorkerProcess(ChildProcess):
             "MONITOR_WEB_HOST": "127.0.0.1",
             "MONITOR_WEB_PORT": str(self.web_port),
             "MONITOR_DATA_DIR": str(self.data_dir),
-            # Local workers run on the embedded broker (see MonitorSettings.one_record_per_batch).
-            "MONITOR_ONE_RECORD_PER_BATCH": "true",
+            # Local workers run on the embedded broker (see MonitorSettings.end_offsets_per_batch).
+            "MONITOR_END_OFFSETS_PER_BATCH": "true",
             **self.extra_env,
         }
 

@@ -17,10 +17,12 @@ Quirks of the pinned build (Tansu 0.6.0-510f3e2), measured against it:
   should use a short ``broker_session_timeout`` (about 6 s, heartbeat 1 s).
 * ListOffsets(latest) answers with the base offset of the last record batch + 1, not the
   offset after its last record. Faust reads a changelog up to that offset when recovering a
-  table, so it drops the tail of a partition whose last batch held several records. Run Faust
-  with ``producer_max_batch_size=1`` against this broker: one record per batch, which cost about
-  5% of a worker's throughput with Faust's default ``producer_linger=0`` (and cancels the gain a
-  linger would bring). ``tests/integration/test_broker.py`` pins this behaviour.
+  table, so it could stop before the tail of a partition whose last batch held several records.
+  Workers on this broker run with ``end_offsets_per_batch``: the end offsets table recovery
+  reads are corrected by reading each partition's last batch (``monitor.kafka.end_offsets``).
+  Earlier versions made every record a batch of its own instead (``producer_max_batch_size=1``),
+  which cost a broker round trip per record. ``tests/integration/test_broker.py`` pins the
+  behaviour and the correction.
 * ``--cert`` and ``--key`` cannot be given together (both sit in one clap argument group, which
   makes them mutually exclusive; Tansu builds its TLS config only when both are set), so this
   build cannot serve TLS itself. ``EmbeddedBroker(tls=...)`` therefore puts a TLS front

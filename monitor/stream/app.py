@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import TP, Message
 from faust.web import Request, Response, View
+from mode import CrashingSupervisor
 
 from monitor.clinical.history import load_state
 from monitor.dashboard.routes import install_dashboard, reveals_patient_ids
 from monitor.kafka.security import faust_credentials
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
+from monitor.stream.batch import BatchHandler, Item, PendingStates, StateWrite
 from monitor.stream.locks import KeyedLocks
-from monitor.stream.processor import Origin, Plan, ResultProcessor, Send
+from monitor.stream.processor import Origin, ResultProcessor, Send
 from monitor.stream.transport import MonitorFaustApp
 
 log = logging.getLogger("monitor.worker")
@@ -53,13 +57,22 @@ def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
         "broker_heartbeat_interval": min(1.0, settings.session_timeout / 3),
         "broker_rebalance_timeout": settings.session_timeout,
         "producer_linger": settings.producer_linger,
-        # Faust's producer batch size is in bytes: 1 puts every record in a batch of its own.
-        **({"producer_max_batch_size": 1} if settings.one_record_per_batch else {}),
+        "producer_max_batch_size": settings.producer_max_batch_bytes,
+        "broker_max_poll_records": settings.broker_max_poll_records,
+        "stream_buffer_maxsize": settings.stream_buffer_maxsize,
         # Faust's /table/{name}/{key}/ would serve a patient's stored state with no token.
         "web_tables_enabled": False,
         "autodiscover": False,
         "web_in_thread": False,
     }
+
+
+def monitor_faust_app(settings: MonitorSettings) -> MonitorFaustApp:
+    """The Faust app with the worker's settings and transport (``monitor.stream.transport``)."""
+    app = MonitorFaustApp(settings.app_id, **faust_settings(settings))
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.end_offsets_per_batch = settings.end_offsets_per_batch
+    return app
 
 
 def _advertised_host(bind: str) -> str:
@@ -87,19 +100,26 @@ def lag_by_topic(
     return lag
 
 
-def _log_failed_summary(delivery: asyncio.Future[Any]) -> None:
-    """A summary the broker refused: log the exception class only (no patient data); the
-    patient's next event publishes a new one."""
-    if not delivery.cancelled() and delivery.exception() is not None:
-        log.warning("patient summary not delivered (%s)", type(delivery.exception()).__name__)
+def _item(event: faust.EventT[bytes]) -> Item:
+    message = event.message
+    origin = Origin(message.topic, message.partition, message.offset, message.timestamp or None)
+    return Item(event.value, event.key, origin)
+
+
+def _changelog_event(app: faust.App, topic: str, write: StateWrite, offset: int) -> faust.Event:
+    """A state write as the changelog record it became (what recovery would read back)."""
+    message = Message(
+        topic, write.partition, offset, time.time(), 0, None, write.key, write.value, None,
+        tp=TP(topic, write.partition),
+    )  # fmt: skip
+    return faust.Event(app, write.key, write.value, None, message)
 
 
 class MonitorApp:
     def __init__(self, settings: MonitorSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.app = MonitorFaustApp(settings.app_id, **faust_settings(settings))
-        self.app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+        self.app = monitor_faust_app(settings)
         raw: dict[str, Any] = {
             "key_type": bytes,
             "value_type": bytes,
@@ -115,9 +135,13 @@ class MonitorApp:
             partitions=settings.partitions,
             default=None,
         )
-        self.processor = ResultProcessor(settings, self.metrics, self.table)
-        # One message of a patient at a time over every agent (see ``handle``).
-        self._patient_locks = KeyedLocks()
+        # The processor reads and writes states through the batch's pending writes.
+        self.states = PendingStates(self.table)
+        self.processor = ResultProcessor(settings, self.metrics, self.states)
+        # One batch at a time per patient over every agent (monitor.stream.locks).
+        self.batches = BatchHandler(
+            self.processor, self.states, self._publish, self._store_states, KeyedLocks()
+        )
         # Every input topic (results, HL7 v2, FHIR, treatments, vitals and their by-patient
         # twins) gets an agent; all that write the table share its partition count.
         self._topics = {
@@ -130,7 +154,14 @@ class MonitorApp:
             )
         }
         for name in self.processor.feeds:
-            self.app.agent(self._topics[name], name=f"consume-{name}", concurrency=1)(self._consume)
+            # A batch that failed after planning must stop the worker: a restarted agent would go
+            # on and acknowledge later offsets past it (docs/research/faust-batching.md).
+            self.app.agent(
+                self._topics[name],
+                name=f"consume-{name}",
+                concurrency=1,
+                supervisor_strategy=CrashingSupervisor,
+            )(self._consume)
         self._counted_assignment: frozenset[Any] | None = None
         self.app.timer(interval=2.0)(self._refresh_gauges_safely)
         self._add_web_routes()
@@ -154,56 +185,47 @@ class MonitorApp:
         """True once the tables of the assigned partitions are recovered and no rebalance runs."""
         return bool(self.app.tables.actives_ready) and not self.app.rebalancing
 
-    # --- the agent -------------------------------------------------------------------------
+    # --- the agents ------------------------------------------------------------------------
 
     async def _consume(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
-            message = event.message
-            origin = Origin(
-                message.topic, message.partition, message.offset, message.timestamp or None
-            )
-            await self.handle(event.value, event.key, origin)
+        """Take the stream in batches (at most ``batch_max_messages``, closed ``batch_max_wait_ms``
+        after the agent asks for one) and acknowledge each batch only once it is handled.
+
+        ``noack_take`` leaves the acknowledgements to us: ``take`` would acknowledge a batch
+        whose handling raised when the agent stops (faust/streams.py, its ``finally``).
+        """
+        wait = self.settings.batch_max_wait_ms / 1000
+        take = cast(faust.Stream[bytes], stream).noack_take
+        # noack_take yields the events themselves (typed as values in faust-streaming 0.15.3).
+        async for batch in take(self.settings.batch_max_messages, within=wait):
+            events = cast(list[faust.EventT[bytes]], batch)
+            await self.batches.handle([_item(event) for event in events])
+            for event in events:
+                await stream.ack(event)
             yield None
 
-    async def handle(self, value: bytes | None, key: bytes | None, origin: Origin) -> None:
-        """One input message: plan, publish its sends and await them, write the state, then
-        hand its summaries to the producer.
+    async def _store_states(self, writes: list[StateWrite]) -> None:
+        """Write patient states to the table: each one changelog record, all acknowledged at
+        once, then into the local store with their changelog offsets, as Faust's recovery
+        applies a changelog (``Collection.apply_changelog_batch``).
 
-        One message of a patient at a time over all the agents (``monitor.stream.locks``): each
-        agent reads a patient's state, awaits the alerts' acknowledgements, then writes the
-        state back, so two agents interleaving on one patient (a result and a temperature sent
-        together on their two topics) would each write a state without the other's event.
+        A Faust table refuses ``table[key] = value`` outside the iteration of a stream, and a
+        batch is handled after it; the table's changelog topic and ``apply_changelog_batch``
+        are its public parts that a write is made of (faust/tables/base.py ``send_changelog``,
+        ``_on_changelog_sent``). The store then holds the state at the same offset a recovery
+        from the changelog would give it.
         """
-        async with self._patient_locks.hold(key):
-            try:
-                plan = self.processor.plan(value, key, origin)
-            except Exception as exc:  # a fault of ours, not of the input: keep it for replay
-                log.error(
-                    "processing failed with %s at %s[%d]@%d; sent to the dead-letter topic",
-                    type(exc).__name__,
-                    origin.topic,
-                    origin.partition,
-                    origin.offset,
-                )
-                plan = Plan([self.processor.failed(value, key, origin, exc)])
-            delivered = []
-            for send in plan.sends:
-                delivered.append(await self._publish(send))
-                self.processor.published(send, origin)
-            if plan.write is None:
-                return
-            # Alerts first, then the state that records them (see ResultProcessor.write):
-            # a crash in between repeats an alert (same id), it never loses one.
-            if delivered:
-                await asyncio.gather(*delivered)
-            self.processor.write(plan)
-            # Then the patient's watch-list summary (derived from the state just written).
-            # Handed to the producer, not waited for: Faust flushes the producer before it
-            # commits offsets (Consumer._commit_offsets), so it is out before the input's
-            # offset is committed, with no extra acknowledgement wait per message.
-            for send in plan.after:
-                delivery = await self._publish(send)
-                asyncio.ensure_future(delivery).add_done_callback(_log_failed_summary)
+        changelog = self.table.changelog_topic
+        sent = [
+            await changelog.send(key=w.key, value=w.value, partition=w.partition) for w in writes
+        ]
+        stored = await asyncio.gather(*sent)
+        name = changelog.get_topic_name()
+        events = [
+            _changelog_event(self.app, name, write, meta.offset)
+            for write, meta in zip(writes, stored, strict=True)
+        ]
+        self.table.apply_changelog_batch(events)
 
     async def _publish(self, send: Send) -> Awaitable[Any]:
         """Hand the send to the producer; the result resolves when the broker has it."""

@@ -5,13 +5,16 @@ then writes the state back. Two agents (a result and a temperature of one patien
 their two topics) interleaving there would each write a state without the other's event. A lock
 per message key (the patient id on every topic whose messages change a state) keeps one
 patient's messages one at a time, while other patients' acknowledgement waits overlap.
+
+A batch holds the keys of all its messages at once (``hold_all``); every batch takes them in
+the same (sorted) order, so two batches that share keys cannot each wait for the other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 
 class KeyedLocks:
@@ -34,6 +37,14 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+    @contextlib.asynccontextmanager
+    async def hold_all(self, keys: Iterable[bytes | None]) -> AsyncIterator[None]:
+        """Hold every key of ``keys`` (None included) until the block ends."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in sorted(set(keys), key=lambda k: (k is not None, k or b"")):
+                await stack.enter_async_context(self.hold(key))
+            yield
 
     def __len__(self) -> int:
         return len(self._locks)

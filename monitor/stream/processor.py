@@ -27,7 +27,7 @@ from monitor.clinical.detector import Detector, Outcome
 from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
 from monitor.clinical.model import CBCResult
 from monitor.clinical.variation import NoiseModel
-from monitor.clinical.watch import last_chemo_at, patient_summary
+from monitor.clinical.watch import patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
 
@@ -301,6 +301,8 @@ class ResultProcessor:
                 self._states.put(patient_key, stored, state)  # unchanged
             # A copy already applied is still a message with bad rows: told like any other.
             return Plan(dead)
+        # The summary first: it records in the state whether one is out.
+        after = self._summary(patient_key, verdict.patient_id, outcome.state)
         dumped = dump_state(outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
@@ -316,13 +318,13 @@ class ResultProcessor:
             )
             for alert in outcome.alerts
         ]
-        after = self._summary(patient_key, verdict.patient_id, outcome.state)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
         return Plan([*sends, *dead], (patient_key, dumped, outcome.state), after)
 
     def _summary(self, key: bytes, patient_id: str, state: PatientState) -> list[Send]:
-        """The patient's watch-list summary; a tombstone once the last dose is past the
-        window; nothing for a patient with no chemotherapy known."""
+        """The patient's watch-list summary; a tombstone once, when the patient whose summary
+        is out leaves the window (``state.summary_published``, updated here); else nothing (no
+        chemotherapy known, or the tombstone already sent)."""
         summary = patient_summary(
             state,
             patient_id,
@@ -334,8 +336,10 @@ class ResultProcessor:
         )
         if summary is not None:
             value: bytes | None = summary.model_dump_json().encode()
-        elif last_chemo_at(state) is not None:
+            state.summary_published = True
+        elif state.summary_published:
             value = None  # leaves every dashboard's watch list (and the compacted topic)
+            state.summary_published = False
         else:
             return []
         return [Send(self.settings.summaries_topic, key, value)]

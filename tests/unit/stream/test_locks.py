@@ -42,3 +42,26 @@ async def test_a_failing_holder_releases_the_key() -> None:
     assert len(locks) == 0
     async with locks.hold(None):
         assert len(locks) == 1
+
+
+@pytest.mark.asyncio
+async def test_batches_holding_overlapping_keys_in_any_order_do_not_deadlock() -> None:
+    locks, log = KeyedLocks(), []
+
+    async def batch(name: str, keys: list[bytes | None]) -> None:
+        async with locks.hold_all(keys):
+            log.append(f"{name} in")
+            await asyncio.sleep(0.01)
+            log.append(f"{name} out")
+
+    await asyncio.wait_for(
+        asyncio.gather(
+            batch("a", [b"P-1", b"P-2", None]),
+            batch("b", [b"P-2", None, b"P-1"]),
+            batch("c", [b"P-3"]),
+        ),
+        timeout=2,
+    )
+    assert log.index("a out") < log.index("b in")  # a and b share keys: one after the other
+    assert log.index("c in") < log.index("a out")  # c shares none: alongside
+    assert len(locks) == 0

@@ -235,6 +235,30 @@ def test_a_patient_after_chemotherapy_gets_a_summary_after_the_state_then_a_tomb
     plan = processor.plan(chemo_result("r2", 24 * 6, 15), b"MRN-0042", origin(2))
     (after,) = plan.after
     assert (after.key, after.value) == (b"MRN-0042", None)
+    processor.write(plan)
+    # The tombstone is sent once: later results of the patient out of the window send nothing.
+    plan = processor.plan(chemo_result("r3", 24 * 7, 16), b"MRN-0042", origin(3))
+    assert plan.write is not None
+    assert plan.after == []
+
+
+def test_a_state_from_before_the_summary_flag_gets_one_tombstone(
+    processor: ResultProcessor,
+) -> None:
+    """A state written before ``summary_published`` existed may have a summary out: one
+    tombstone, then nothing."""
+    long_ago = T0 - timedelta(days=60)
+    first = cbc("r1", 0, patient_id="MRN-0042", last_chemo_at=long_ago, neutrophils=3.0)
+    plan = processor.plan(first.model_dump_json().encode(), b"MRN-0042", origin(1))
+    assert plan.after == []  # never watched: no tombstone
+    assert plan.write is not None
+    key, value, _ = plan.write
+    old = json.loads(value)
+    del old["p"]
+    processor.table[key] = json.dumps(old).encode()
+    second = cbc("r2", 24, patient_id="MRN-0042", last_chemo_at=long_ago, neutrophils=3.0)
+    plan = processor.plan(second.model_dump_json().encode(), b"MRN-0042", origin(2))
+    assert [(s.key, s.value) for s in plan.after] == [(b"MRN-0042", None)]
 
 
 def test_no_summary_for_a_patient_without_chemotherapy(processor: ResultProcessor) -> None:
