@@ -101,6 +101,9 @@ class MonitorSettings(BaseSettings):
     # Faust's consumer: records per poll (None: no limit) and events buffered per stream.
     broker_max_poll_records: int | None = Field(default=None, ge=1)
     stream_buffer_maxsize: int = Field(default=4096, ge=1)
+    # Faust's RocksDB store remembers which partition holds a key for this many keys; a read
+    # outside a stream's iteration (a batch's) otherwise asks every partition's database.
+    table_key_index_size: int = Field(default=1000, ge=1)
     # How long a fetch may wait for records (monitor.stream.transport explains the default).
     fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
 

@@ -18,6 +18,7 @@ from monitor.bench.detector import cohort_values, measure_detector
 from monitor.bench.hysteresis import measure_fatigue, noisy_values
 from monitor.bench.passthrough import measure_passthrough
 from monitor.bench.service import measure_latency, measure_memory, measure_throughput
+from monitor.bench.tunables import measure_tunables
 from monitor.local.broker import EmbeddedBroker
 
 
@@ -30,12 +31,20 @@ def main() -> None:
         action="store_true",
         help="only the alert-fatigue figures on the noisy cohort (RCV hysteresis off and on)",
     )
+    parser.add_argument(
+        "--tunables",
+        action="store_true",
+        help="only the worker's throughput under each tunable (monitor.bench.tunables)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = 5_000 if args.quick else 30_000
     patients = 5_000 if args.quick else 100_000
     latency_seconds = 5.0 if args.quick else 20.0
 
+    if args.tunables:
+        print_tunables(results)
+        return
     noisy = noisy_values()
     for label, on in (("off", False), ("on", True)):
         report = measure_fatigue(noisy, hysteresis=on)
@@ -104,6 +113,18 @@ def main() -> None:
             f"(resident set growth over {patients:,} patients, RocksDB store)",
             flush=True,
         )
+
+
+def print_tunables(results: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="cbc-bench-") as tmp, EmbeddedBroker() as broker:
+        base = None
+        for variation, rate in measure_tunables(broker.bootstrap, broker.url, Path(tmp), results):
+            base = base or rate
+            print(
+                f"tunable {variation.label}: {rate:,.0f} results/s ({rate / base:.2f}x the "
+                f"defaults, {results:,} results)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,15 +141,23 @@ async def _wait_committed(bootstrap: str, names: dict[str, str], total: int, lim
 
 
 async def measure_throughput(
-    bootstrap: str, url: str, root: Path, count: int, floor: bool = False
+    bootstrap: str,
+    url: str,
+    root: Path,
+    count: int,
+    floor: bool = False,
+    settings: Mapping[str, str] | None = None,
+    tag: str | None = None,
 ) -> tuple[float, int]:
     """One worker drains a pre-filled topic; results/s from its first fetch to the last commit.
 
     ``floor``: the minimal Faust agent of ``monitor.bench.floor`` instead of the worker (same
     settings, same messages, one table write per message; it publishes no alert).
+    ``settings``: ``MONITOR_*`` variables for the worker; ``tag`` names its topics and group
+    (a new tag per run: a run waits for ``count`` committed offsets of its own).
     """
-    tag = "floor" if floor else "throughput"
-    names = _names(tag)
+    tag = tag or ("floor" if floor else "throughput")
+    names = {**_names(tag), **(settings or {})}
     await _prepare(bootstrap, names)
     await publish(bootstrap, names["MONITOR_RESULTS_TOPIC"], synthetic_results(count, 2_000))
     kind = FloorProcess if floor else WorkerProcess

@@ -1,0 +1,59 @@
+"""``python -m monitor.bench --tunables``: the worker's throughput under each tunable.
+
+One worker drains the same pre-filled topic (``monitor.bench.service.measure_throughput``) once
+with the defaults and once per variation below, one setting changed at a time, all on one
+embedded broker in one run; each line gives results/s and the ratio to the defaults. What was
+kept and why is in the README ("Throughput").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.bench.service import measure_throughput
+
+
+@dataclass(frozen=True, slots=True)
+class Variation:
+    label: str
+    settings: dict[str, str]
+
+
+# Each a MONITOR_* setting (monitor.settings; README, "Configuration").
+VARIATIONS: tuple[Variation, ...] = (
+    Variation("defaults", {}),
+    Variation("producer linger 0 ms", {"MONITOR_PRODUCER_LINGER": "0"}),
+    Variation("producer linger 5 ms", {"MONITOR_PRODUCER_LINGER": "0.005"}),
+    Variation(
+        "producer batch 1 byte (a record per batch)", {"MONITOR_PRODUCER_MAX_BATCH_BYTES": "1"}
+    ),
+    Variation("producer batch 64 KiB", {"MONITOR_PRODUCER_MAX_BATCH_BYTES": "65536"}),
+    Variation("agent batch at most 100", {"MONITOR_BATCH_MAX_MESSAGES": "100"}),
+    Variation("agent batch at most 2000", {"MONITOR_BATCH_MAX_MESSAGES": "2000"}),
+    Variation("agent batch wait 5 ms", {"MONITOR_BATCH_MAX_WAIT_MS": "5"}),
+    Variation("agent batch wait 50 ms", {"MONITOR_BATCH_MAX_WAIT_MS": "50"}),
+    Variation("agent batch of 1 (a message at a time)", {"MONITOR_BATCH_MAX_MESSAGES": "1"}),
+    Variation("max poll records 100", {"MONITOR_BROKER_MAX_POLL_RECORDS": "100"}),
+    Variation("max poll records 1000", {"MONITOR_BROKER_MAX_POLL_RECORDS": "1000"}),
+    Variation("stream buffer 1024", {"MONITOR_STREAM_BUFFER_MAXSIZE": "1024"}),
+    Variation("stream buffer 16384", {"MONITOR_STREAM_BUFFER_MAXSIZE": "16384"}),
+    Variation("fetch wait 100 ms", {"MONITOR_FETCH_MAX_WAIT_MS": "100"}),
+    Variation("RocksDB key index 10,000", {"MONITOR_TABLE_KEY_INDEX_SIZE": "10000"}),
+    Variation("in-memory store (no RocksDB)", {"MONITOR_STORE": "memory"}),
+)
+
+
+def measure_tunables(
+    bootstrap: str, url: str, root: Path, count: int
+) -> Iterator[tuple[Variation, float]]:
+    """Yield each variation with the worker's results/s (``count`` results each)."""
+    for number, variation in enumerate(VARIATIONS):
+        rate, _ = asyncio.run(
+            measure_throughput(
+                bootstrap, url, root, count, settings=variation.settings, tag=f"tunable{number}"
+            )
+        )
+        yield variation, rate
