@@ -92,7 +92,7 @@ class MonitorSettings(BaseSettings):
     end_offsets_per_batch: bool = False
     # Producer: how long a record may wait for others to share its batch (s), and a batch's
     # size limit in bytes (Faust's default 16384; 1 makes every record a batch of its own).
-    producer_linger: float = Field(default=0.0, ge=0, le=1)
+    producer_linger: float = Field(default=0.001, ge=0, le=1)
     producer_max_batch_bytes: int = Field(default=16_384, ge=1, le=16_777_216)
     # The agents take input in batches (monitor.stream.app): at most this many messages, and a
     # batch closes this long after the agent asked for it even if not full.
