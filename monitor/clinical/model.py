@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticKnownError
 
 from monitor.clinical.analytes import SEX_SPELLINGS, Analyte, Sex, read_sex
 from monitor.clinical.units import is_known_unit
@@ -66,16 +67,25 @@ def _not_a_boolean(value: object) -> object:
     return value
 
 
-def _unsigned_zero(value: float) -> float:
+def _finite_unsigned(value: float) -> float:
+    """Refuse a negative, NaN or infinite number with pydantic's own errors, in the order its
+    ``ge=0`` and ``allow_inf_nan=False`` constraints gave them (NaN and -inf fail ``ge``), and
+    read -0.0 as 0.0. One call where those constraints, applied after a validator, were three
+    Python callbacks per number."""
+    if not value >= 0:
+        raise PydanticKnownError("greater_than_equal", {"ge": 0})
+    if value == math.inf:
+        raise PydanticKnownError("finite_number")
     return value + 0.0  # -0.0 reads as 0.0
 
 
-# A measured number: finite, not negative, never a boolean; -0.0 is 0.0.
+# A measured number: finite, not negative, never a boolean; -0.0 is 0.0. The JSON schema says
+# what the constraints did ("ge": 0), unchanged.
 Measure = Annotated[
     float,
     BeforeValidator(_not_a_boolean),
-    AfterValidator(_unsigned_zero),
-    Field(ge=0, allow_inf_nan=False),
+    AfterValidator(_finite_unsigned),
+    Field(json_schema_extra={"ge": 0}),
 ]
 
 
