@@ -69,7 +69,7 @@ class AlertWriter:
             alert_id=make_alert_id(episode.dedup_key, event, reported_grade, trigger.source_id),
             dedup_key=episode.dedup_key,
             event=event,
-            condition=condition.value,
+            condition=_CONDITION_KEY[condition],
             grade=reported_grade,
             previous_grade=previous_grade,
             severity=severity_of(event, max(reported_grade, 1)),
@@ -144,7 +144,7 @@ class AlertWriter:
             values = "latest counts"
         since = datetime.fromtimestamp(transition.previous_changed_at, UTC).date().isoformat()
         version = f"CTCAE v{self._ctcae_version}"
-        name = condition.value.replace("_", " ")
+        name = _CONDITION_NAME[condition]
         finding = f"{values}: grade {graded.grade} {name} ({version})"
         if event == "new":
             text = f"{finding}, new"
@@ -177,8 +177,7 @@ class AlertWriter:
 
 
 def _format_value(analyte: Analyte, value: float, derived: bool) -> str:
-    unit = CANONICAL_UNIT[analyte].replace("10^", "x10^")
-    text = f"{DISPLAY_NAME[analyte]} {value:g} {unit}"
+    text = f"{DISPLAY_NAME[analyte]} {value:g} {_DISPLAY_UNIT[analyte]}"
     return text + " (derived from WBC and differential)" if derived else text
 
 
@@ -186,7 +185,7 @@ def _line_value(graded: Graded) -> LineValue:
     assert graded.analyte is not None
     assert graded.reading is not None
     return LineValue(
-        analyte=graded.analyte.value,
+        analyte=_ANALYTE_KEY[graded.analyte],
         value=graded.reading.value,
         unit=CANONICAL_UNIT[graded.analyte],
         grade=graded.grade,
@@ -195,3 +194,10 @@ def _line_value(graded: Graded) -> LineValue:
         result_id=graded.entry.result_id,
         collected_at=datetime.fromtimestamp(graded.entry.collected_at, UTC),
     )
+
+
+# Enum .value is a Python-level property: these are read for every alert.
+_CONDITION_KEY: dict[Condition, str] = {c: c.value for c in Condition}
+_CONDITION_NAME: dict[Condition, str] = {c: c.value.replace("_", " ") for c in Condition}
+_ANALYTE_KEY: dict[Analyte, str] = {a: a.value for a in Analyte}
+_DISPLAY_UNIT: dict[Analyte, str] = {a: u.replace("10^", "x10^") for a, u in CANONICAL_UNIT.items()}
