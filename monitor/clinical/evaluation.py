@@ -186,7 +186,7 @@ class Evaluator:
             if g is None:
                 continue
             known[name] = g
-            if latest is None or _later(g.entry, latest):
+            if latest is None or (g.entry is not latest and _later(g.entry, latest)):
                 latest = g.entry
             if g.grade >= 1:
                 low += 1

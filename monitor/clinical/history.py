@@ -107,6 +107,9 @@ class PatientState:
     retractions: list[tuple[str, str, str]] = field(default_factory=list)
 
     def retraction(self, result_id: str) -> tuple[str, str, str] | None:
+        """What is remembered of ``result_id``'s retraction, or None."""
+        if not self.retractions:
+            return None
         return next((r for r in self.retractions if r[0] == result_id), None)
 
     def remember_retraction(self, result_id: str, status: str, content: str) -> None:
@@ -147,11 +150,11 @@ class PatientState:
 
     def find(self, result_id: str) -> int | None:
         """The index of the last entry of ``result_id`` in the history, or None."""
-        ids = list(map(_RESULT_ID, self.history))  # scanned in C, not entry by entry
-        if result_id not in ids:
+        newest_first = list(map(_RESULT_ID, reversed(self.history)))  # scanned in C
+        try:
+            return len(newest_first) - 1 - newest_first.index(result_id)
+        except ValueError:
             return None
-        ids.reverse()
-        return len(ids) - 1 - ids.index(result_id)
 
     def insert(self, entry: Entry) -> None:
         history = self.history

@@ -43,8 +43,11 @@ def _timestamp_text(value: object) -> object:
     """Refuse what pydantic would otherwise read too generously: a date alone (it would become
     midnight) and a bare number (it would become seconds since 1970: ``"20261120"`` is 1970-08-23).
     Raises ValueError with a reason that names no value."""
-    if isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()):
-        raise ValueError("a date without a time of day; a time and a zone offset are required")
+    if isinstance(value, str):
+        text = value.strip()
+        # A date alone is at most 10 characters ("2026-11-20"); a longer text needs no match.
+        if len(text) <= 10 and _DATE_ONLY.fullmatch(text):
+            raise ValueError("a date without a time of day; a time and a zone offset are required")
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError("a number, not an ISO 8601 date and time with a zone offset")
     return value

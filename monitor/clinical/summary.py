@@ -109,13 +109,17 @@ class AlertWriter:
 
     def _chemo_context(self, state: PatientState, entry: Entry) -> tuple[int | None, bool | None]:
         """Days from the last chemotherapy dose before this specimen, and whether in the nadir."""
-        known = [entry.last_chemo_at, state.last_chemo_at]
-        known += [at for at, kind, _ in state.doses if kind == "chemotherapy"]
-        before = [at for at in known if at is not None and at <= entry.collected_at]
-        if not before:
+        collected_at = entry.collected_at
+        dose_at: float | None = None  # the latest dose at or before the specimen
+        for at in (entry.last_chemo_at, state.last_chemo_at):
+            if at is not None and at <= collected_at and (dose_at is None or at > dose_at):
+                dose_at = at
+        for at, kind, _ in state.doses:
+            if kind == "chemotherapy" and at <= collected_at and (dose_at is None or at > dose_at):
+                dose_at = at
+        if dose_at is None:
             return None, None
-        dose_at = max(before)
-        days = int((entry.collected_at - dose_at) // DAY_S)
+        days = int((collected_at - dose_at) // DAY_S)
         first, last = self._nadir_window_days
         return days, first <= days <= last
 
