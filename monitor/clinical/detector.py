@@ -220,8 +220,11 @@ class Detector:
                 if alert is not None:
                     alerts.append(alert)
                 continue
-            if graded is None or _unchanged(state, condition, graded.grade):
-                continue  # no transition: nothing below could alert
+            if graded is None:
+                continue
+            episode = state.episodes.get(_CONDITION_KEY[condition])
+            if graded.grade == (episode.grade if episode is not None else 0):
+                continue  # unchanged (``_unchanged``): no transition, nothing below could alert
             if not suspect_checked:
                 suspect = specimen_suspect(
                     entry,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -150,11 +149,12 @@ class PatientState:
 
     def find(self, result_id: str) -> int | None:
         """The index of the last entry of ``result_id`` in the history, or None."""
-        newest_first = list(map(_RESULT_ID, reversed(self.history)))  # scanned in C
-        try:
-            return len(newest_first) - 1 - newest_first.index(result_id)
-        except ValueError:
-            return None
+        i = len(self.history)
+        for entry in reversed(self.history):
+            i -= 1
+            if entry.result_id == result_id:
+                return i
+        return None
 
     def insert(self, entry: Entry) -> None:
         history = self.history
@@ -226,7 +226,6 @@ def derived_count(wbc: float, *percentages: float) -> float:
 
 _ANALYTE_KEY: dict[Analyte, str] = {a: a.value for a in Analyte}  # enum .value is slow
 _SEX_KEY: dict[str, str] = {s: s.value for s in Sex}
-_RESULT_ID = operator.itemgetter(0)  # Entry.result_id
 # tuple.__new__ builds a Reading or Entry without the Python-level __new__ of a NamedTuple;
 # every field is given, in order.
 _new = tuple.__new__

@@ -30,6 +30,8 @@ from monitor.clinical.units import is_known_unit
 # report entered-in-error); it carries no components and removes the specimen from history.
 ResultStatus = Literal["final", "corrected", "preliminary", "retracted"]
 
+_isfinite = math.isfinite
+
 # An identifier is printable text of bounded length: large enough for any LIS accession number.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
 
@@ -167,7 +169,8 @@ class CBCResult(BaseModel):
         for analyte, component in components.items():
             if not is_known_unit(analyte, component.unit):
                 raise ValueError(f"unknown unit for {analyte}")
-            if component.lln is not None and not math.isfinite(component.lln):
+            lln = component.lln
+            if lln is not None and not _isfinite(lln):
                 raise ValueError(f"lln of {analyte} must be finite")
         return components
 

@@ -146,24 +146,26 @@ class AlertWriter:
                 values += f", temperature {graded.temperature:.1f} C"
         else:
             values = "latest counts"
-        since = datetime.fromtimestamp(transition.previous_changed_at, UTC).date().isoformat()
         version = f"CTCAE v{self._ctcae_version}"
         name = _CONDITION_NAME[condition]
         finding = f"{values}: grade {graded.grade} {name} ({version})"
         if event == "new":
             text = f"{finding}, new"
-        elif event == "worsened":
-            text = f"{finding}, worse than grade {previous_grade} on {since}"
-        elif event == "improved":
-            text = f"{finding}, better than grade {previous_grade} on {since}"
-        elif event == "retracted":
-            basis = f"{values}: " if graded.reading is not None or graded.lines else ""
-            text = (
-                f"{basis}{name} closed: the result it stood on was retracted by the lab "
-                f"(was grade {previous_grade} since {since})"
-            )
         else:
-            text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
+            # When the grade before was set: a new episode's summary does not say it.
+            since = _date_of(transition.previous_changed_at)
+            if event == "worsened":
+                text = f"{finding}, worse than grade {previous_grade} on {since}"
+            elif event == "improved":
+                text = f"{finding}, better than grade {previous_grade} on {since}"
+            elif event == "retracted":
+                basis = f"{values}: " if graded.reading is not None or graded.lines else ""
+                text = (
+                    f"{basis}{name} closed: the result it stood on was retracted by the lab "
+                    f"(was grade {previous_grade} since {since})"
+                )
+            else:
+                text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
         gate = transition.gate
         if gate is not None and gate.why == "beyond-rcv" and gate.change is not None:
             assert gate.rcv is not None
@@ -178,6 +180,11 @@ class AlertWriter:
         if suspect is not None:
             text += f"; specimen suspect: {suspect}"
         return text
+
+
+def _date_of(timestamp: float) -> str:
+    """The UTC date of ``timestamp`` (seconds since the epoch), ISO 8601."""
+    return datetime.fromtimestamp(timestamp, UTC).date().isoformat()
 
 
 def _format_value(analyte: Analyte, value: float, derived: bool) -> str:
