@@ -33,12 +33,13 @@ def specimen_suspect(
     patient.
     """
     reasons: list[str] = []
+    key = entry.sort_key
     for analyte, limit in limits.items():
         reading = entry.readings.get(analyte)
         if reading is None:
             continue
         for previous in reversed(history):
-            if previous.sort_key >= entry.sort_key or not previous.alertable:
+            if previous.sort_key >= key or not previous.alertable:
                 continue
             if entry.collected_at - previous.collected_at > window_s:
                 break

@@ -206,8 +206,7 @@ class Detector:
             if result.retracted and previous is not None
             else set()
         )
-        for condition in _CONDITIONS:
-            analytes = CONDITION_ANALYTES[condition]
+        for condition, analytes in _CONDITION_ANALYTES:
             if analytes.isdisjoint(touched):
                 continue
             graded = self._evaluator.evaluate(state, condition)
@@ -221,8 +220,11 @@ class Detector:
                 if alert is not None:
                     alerts.append(alert)
                 continue
-            if graded is None or _unchanged(state, condition, graded.grade):
-                continue  # no transition: nothing below could alert
+            if graded is None:
+                continue
+            episode = state.episodes.get(_CONDITION_KEY[condition])
+            if graded.grade == (episode.grade if episode is not None else 0):
+                continue  # unchanged (``_unchanged``): no transition, nothing below could alert
             if not suspect_checked:
                 suspect = specimen_suspect(
                     entry,
@@ -407,8 +409,11 @@ class Detector:
             state.overrides_at = entry.collected_at
 
 
-_CONDITIONS: tuple[Condition, ...] = tuple(Condition)
+_CONDITION_ANALYTES: tuple[tuple[Condition, frozenset[Analyte]], ...] = tuple(
+    (c, CONDITION_ANALYTES[c]) for c in Condition
+)
 _CONDITION_KEY: dict[Condition, str] = {c: c.value for c in Condition}
+_ANALYTE_KEY: dict[Analyte, str] = {a: a.value for a in Analyte}  # enum .value is slow
 
 
 def _unchanged(state: PatientState, condition: Condition, grade: int) -> bool:
@@ -428,7 +433,9 @@ def observed_value(condition: Condition, graded: Graded) -> tuple[Anchor | None,
     reading = graded.reading
     if graded.lines is not None or reading is None or graded.analyte is None:
         return None, False
-    anchor = Anchor(graded.analyte.value, reading.value, graded.entry.result_id, reading.derived)
+    anchor = Anchor(
+        _ANALYTE_KEY[graded.analyte], reading.value, graded.entry.result_id, reading.derived
+    )
     if condition is Condition.FEBRILE_NEUTROPENIA:
         return anchor, graded.grade == 0 and reading.value >= FEBRILE_ANC_BELOW
     return anchor, True
@@ -443,7 +450,10 @@ def observed_lines(graded: Graded) -> dict[str, tuple[Anchor, int]] | None:
         if line.reading is None or line.analyte is None:
             return None
         anchor = Anchor(
-            line.analyte.value, line.reading.value, line.entry.result_id, line.reading.derived
+            _ANALYTE_KEY[line.analyte],
+            line.reading.value,
+            line.entry.result_id,
+            line.reading.derived,
         )
         lines[name] = (anchor, line.grade)
     return lines

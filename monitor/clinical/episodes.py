@@ -230,7 +230,8 @@ def transition(
     Changes ``state.episodes`` in place and records a held-back result in ``state.suppressed``;
     returns the transition, or None if the grade is unchanged or the change was held back.
     """
-    episode = state.episodes.get(condition.value)
+    key = _CONDITION_KEY[condition]  # enum .value is slow
+    episode = state.episodes.get(key)
     current = episode.grade if episode is not None else 0
     line_anchors = {name: obs for name, (obs, _) in lines.items()} if lines is not None else None
     if closing == "retracted" and episode is not None and current >= 1:
@@ -243,28 +244,26 @@ def transition(
         episode.line_anchors = line_anchors
     gate = decide(episode, grade, observed, noise, comparable, lines, closing)
     if gate.suppressed:
-        state.mark_suppressed(condition.value, trigger.result_id, announced=False)
+        state.mark_suppressed(key, trigger.result_id, announced=False)
         return None
     event = gate.event
     if event is None:
         return None
     if noise is not None:
-        state.mark_suppressed(condition.value, trigger.result_id, announced=True)
+        state.mark_suppressed(key, trigger.result_id, announced=True)
     if event == "new":
         number = (episode.number if episode is not None else 0) + 1
         episode = Episode(
             grade=grade,
             number=number,
-            dedup_key=make_dedup_key(
-                trigger.patient_id, condition.value, number, trigger.source_id
-            ),
+            dedup_key=make_dedup_key(trigger.patient_id, key, number, trigger.source_id),
             opened_at=entry.collected_at,
             changed_at=entry.collected_at,
             worst_grade=grade,
             anchor=observed,
             line_anchors=line_anchors,
         )
-        state.episodes[condition.value] = episode
+        state.episodes[key] = episode
         previous_changed_at = entry.collected_at
     else:
         assert episode is not None
@@ -277,3 +276,6 @@ def transition(
         episode.anchor = observed
         episode.line_anchors = line_anchors
     return Transition(event, current, episode, previous_changed_at, gate)
+
+
+_CONDITION_KEY: dict[Condition, str] = {c: c.value for c in Condition}

@@ -12,7 +12,7 @@ patient's baseline (last normal value) of an analyte.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from monitor.clinical.alert import LlnSource
 from monitor.clinical.analytes import CONDITION_OF, PANCYTOPENIA_LINES, Analyte, Condition, Sex
@@ -25,9 +25,11 @@ DAY_S = 86_400.0
 HOUR_S = 3_600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Graded:
-    """A condition's grade as evaluated from one result (or, for pancytopenia, three lines)."""
+class Graded(NamedTuple):
+    """A condition's grade as evaluated from one result (or, for pancytopenia, three lines).
+
+    A tuple, like ``Entry``: several are built for every result, and a frozen dataclass costs
+    several times more to build."""
 
     grade: int
     entry: Entry
@@ -56,11 +58,16 @@ _TRANSFUSION_RAISES: dict[str, frozenset[Analyte]] = {
     "platelet_transfusion": frozenset({Analyte.PLATELETS}),
 }
 _ANALYTE_OF: dict[Condition, Analyte] = {c: a for a, c in CONDITION_OF.items()}
-_LINES: tuple[tuple[str, frozenset[Analyte]], ...] = tuple(
-    zip(
-        ("red", "white", "platelets"), (frozenset(line) for line in PANCYTOPENIA_LINES), strict=True
-    )
+# Pancytopenia's lines: name, analytes, and the one analyte graded (None: the red line, graded
+# on hemoglobin, else the red cell count).
+_LINES: tuple[tuple[str, frozenset[Analyte], Analyte | None], ...] = tuple(
+    (name, frozenset(line), line[0] if len(line) == 1 else None)
+    for name, line in zip(("red", "white", "platelets"), PANCYTOPENIA_LINES, strict=True)
 )
+_PANCYTOPENIA = Condition.PANCYTOPENIA
+_FEBRILE_NEUTROPENIA = Condition.FEBRILE_NEUTROPENIA
+_ANEMIA = Condition.ANEMIA
+_MALE, _FEMALE = Sex.MALE, Sex.FEMALE
 _PANCY_ANALYTES = CONDITION_ANALYTES[Condition.PANCYTOPENIA]
 
 
@@ -93,14 +100,15 @@ class Evaluator:
         self._memo.clear()
 
     def evaluate(self, state: PatientState, condition: Condition) -> Graded | None:
-        if condition is Condition.PANCYTOPENIA:
+        """The grade ``condition`` has on the history as it stands (None: it cannot be told)."""
+        if condition is _PANCYTOPENIA:
             return self._evaluate_pancytopenia(state)
-        if condition is Condition.FEBRILE_NEUTROPENIA:
+        if condition is _FEBRILE_NEUTROPENIA:
             return self._evaluate_febrile_neutropenia(state)
         analytes = CONDITION_ANALYTES[condition]
         for entry in reversed(state.history):
             if entry.alertable and not analytes.isdisjoint(entry.readings):
-                if condition is Condition.ANEMIA:
+                if condition is _ANEMIA:
                     return self._grade_red_line(state, entry)
                 return self._grade_reading(state, entry, _ANALYTE_OF[condition])
         return None
@@ -160,29 +168,33 @@ class Evaluator:
                 break
             if not entry.alertable:
                 continue
-            for name, line in _LINES:
-                if name in found or line.isdisjoint(entry.readings):
+            readings = entry.readings
+            for name, line, analyte in _LINES:
+                if name in found or line.isdisjoint(readings):
                     continue
-                if name == "red":
+                if analyte is None:
                     found[name] = self._grade_red_line(state, entry)
                 else:
-                    found[name] = self._grade_reading(state, entry, next(iter(line)))
+                    found[name] = self._grade_reading(state, entry, analyte)
             if len(found) == len(_LINES):
                 break
-        known = {name: g for name, g in found.items() if g is not None}
-        grades = [g.grade for g in known.values()]
-        if not grades or (min(grades) >= 1 and len(known) < len(_LINES)):
+        known: dict[str, Graded] = {}
+        latest: Entry | None = None  # the newest entry a line was judged on
+        low = 0  # lines below their limit
+        worst = 0
+        for name, g in found.items():
+            if g is None:
+                continue
+            known[name] = g
+            if latest is None or (g.entry is not latest and _later(g.entry, latest)):
+                latest = g.entry
+            if g.grade >= 1:
+                low += 1
+                worst = max(worst, g.grade)
+        if latest is None or (low == len(known) and len(known) < len(_LINES)):
             return None  # a line is missing from the window: cannot tell
         # All three lines low: the worst of the three grades; any line normal: grade 0.
-        return Graded(
-            grade=max(grades) if min(grades) >= 1 else 0,
-            entry=max((g.entry for g in known.values()), key=lambda e: e.sort_key),
-            analyte=None,
-            reading=None,
-            lln=None,
-            lln_source=None,
-            lines=known,
-        )
+        return Graded(worst if low == len(known) else 0, latest, None, None, None, None, known)
 
     def _grade_red_line(self, state: PatientState, entry: Entry) -> Graded | None:
         if Analyte.HEMOGLOBIN in entry.readings:
@@ -196,26 +208,21 @@ class Evaluator:
         return Graded(grade_, entry, Analyte.RBC, reading, lln, source)
 
     def _grade_reading(self, state: PatientState, entry: Entry, analyte: Analyte) -> Graded | None:
+        """``analyte``'s grade in ``entry`` (memoised for this message: see ``forget``)."""
         key = (entry.result_id, analyte)
         if key in self._memo:
             return self._memo[key]
-        graded = self._grade_reading_uncached(state, entry, analyte)
-        self._memo[key] = graded
-        return graded
-
-    def _grade_reading_uncached(
-        self, state: PatientState, entry: Entry, analyte: Analyte
-    ) -> Graded | None:
+        graded: Graded | None = None
         scale = self._scales.get(analyte)
         reading = entry.readings.get(analyte)
-        if scale is None or reading is None:
-            return None
-        grade_, lln, source = reading_grade(
-            scale, state, entry, analyte, reading, self._default_lln
-        )
-        if grade_ is None:
-            return None
-        return Graded(grade_, entry, analyte, reading, lln, source)
+        if scale is not None and reading is not None:
+            grade_, lln, source = reading_grade(
+                scale, state, entry, analyte, reading, self._default_lln
+            )
+            if grade_ is not None:
+                graded = Graded(grade_, entry, analyte, reading, lln, source)
+        self._memo[key] = graded
+        return graded
 
 
 def reading_grade(
@@ -230,9 +237,12 @@ def reading_grade(
     canonical unit) and where that limit came from; the grade is None when it cannot be told
     (no limit and not low enough for grade 2 or worse)."""
     lln, source = lower_limit(state, entry, analyte, reading, default_lln)
-    lln_in_unit: float | None = None
-    if lln is not None:
-        lln_in_unit = reading.lln if source == "lab" else from_canonical(analyte, lln, reading.unit)
+    if lln is None:
+        lln_in_unit = None
+    elif source == "lab":
+        lln_in_unit = reading.lln
+    else:
+        lln_in_unit = from_canonical(analyte, lln, reading.unit)
     return grade_with_scale(scale, analyte, reading.raw, reading.unit, lln_in_unit), lln, source
 
 
@@ -253,10 +263,10 @@ def lower_limit(
     if limits is None:
         return None, None
     sex = entry.sex or _known_sex(state)
-    if sex == Sex.MALE:
-        return limits[Sex.MALE], "default-male"
-    if sex == Sex.FEMALE:
-        return limits[Sex.FEMALE], "default-female"
+    if sex == _MALE:
+        return limits[_MALE], "default-male"
+    if sex == _FEMALE:
+        return limits[_FEMALE], "default-female"
     # Unknown sex: the lower of the two limits, and the alert says so.
     return min(limits.values()), "default-unknown-sex"
 
@@ -268,8 +278,9 @@ def baseline_of(
     default_lln: Mapping[Analyte, Mapping[Sex, float]],
 ) -> float | None:
     """The patient's last normal value of ``analyte`` before ``entry`` (canonical unit)."""
+    key = entry.sort_key
     for previous in reversed(state.history):
-        if previous.sort_key >= entry.sort_key or not previous.alertable:
+        if previous.sort_key >= key or not previous.alertable:
             continue
         reading = previous.readings.get(analyte)
         if reading is None:
@@ -278,6 +289,12 @@ def baseline_of(
         if lln is not None and reading.value >= lln:
             return reading.value
     return None
+
+
+def _later(entry: Entry, other: Entry) -> bool:
+    """``entry.sort_key > other.sort_key`` without building the two tuples."""
+    at, other_at = entry.collected_at, other.collected_at
+    return at > other_at or (at == other_at and entry.result_id > other.result_id)
 
 
 def _known_sex(state: PatientState) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from pydantic_core import from_json, to_json
 
-from monitor.clinical.analytes import Analyte
+from monitor.clinical.analytes import Analyte, Sex
 from monitor.clinical.model import CBCResult
 from monitor.clinical.units import CANONICAL_UNIT, to_canonical
 
@@ -106,6 +106,9 @@ class PatientState:
     retractions: list[tuple[str, str, str]] = field(default_factory=list)
 
     def retraction(self, result_id: str) -> tuple[str, str, str] | None:
+        """What is remembered of ``result_id``'s retraction, or None."""
+        if not self.retractions:
+            return None
         return next((r for r in self.retractions if r[0] == result_id), None)
 
     def remember_retraction(self, result_id: str, status: str, content: str) -> None:
@@ -148,8 +151,11 @@ class PatientState:
         return _add_event(self.temperatures, (measured_at, celsius, observation_id), keep_s, 500)
 
     def find(self, result_id: str) -> int | None:
-        for i in range(len(self.history) - 1, -1, -1):
-            if self.history[i].result_id == result_id:
+        """The index of the last entry of ``result_id`` in the history, or None."""
+        i = len(self.history)
+        for entry in reversed(self.history):
+            i -= 1
+            if entry.result_id == result_id:
                 return i
         return None
 
@@ -163,11 +169,14 @@ class PatientState:
 
     def prune(self, max_age_s: float, max_results: int) -> None:
         """Drop results older than ``max_age_s`` before the newest, then keep the newest N."""
-        if not self.history:
+        history = self.history
+        if not history:
             return
-        cutoff = self.history[-1].collected_at - max_age_s
-        kept = [e for e in self.history if e.collected_at >= cutoff]
-        self.history = kept[-max_results:]
+        cutoff = history[-1].collected_at - max_age_s
+        # The history is in event-time order: nothing is too old when the oldest entry is not.
+        if history[0].collected_at < cutoff:
+            history = [e for e in history if e.collected_at >= cutoff]
+        self.history = history[-max_results:] if len(history) > max_results else history
         if self.suppressed:
             present = {e.result_id for e in self.history}
             self.suppressed = {
@@ -219,6 +228,10 @@ def derived_count(wbc: float, *percentages: float) -> float:
 
 
 _ANALYTE_KEY: dict[Analyte, str] = {a: a.value for a in Analyte}  # enum .value is slow
+_SEX_KEY: dict[str, str] = {s: s.value for s in Sex}
+# tuple.__new__ builds a Reading or Entry without the Python-level __new__ of a NamedTuple;
+# every field is given, in order.
+_new = tuple.__new__
 
 
 def _sort_key(entry: Entry) -> tuple[float, str]:
@@ -236,24 +249,24 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
     ``content_hash`` identifies the content for redelivery detection; by default it is computed
     from the validated fields.
     """
-    readings: dict[Analyte, Reading] = {}
-    for analyte, component in result.components.items():
-        readings[analyte] = Reading(
-            to_canonical(analyte, component.value, component.unit),
-            component.value,
-            component.unit,
-            component.lln,
+    readings: dict[Analyte, Reading] = {
+        analyte: _new(
+            Reading,
+            (to_canonical(analyte, c.value, c.unit), c.value, c.unit, c.lln, False),
         )
+        for analyte, c in result.components.items()
+    }
     chemo = result.context.last_chemo_at
-    return with_wire(
-        Entry(
-            result_id=result.result_id,
-            collected_at=result.collected_at.timestamp(),
-            status=result.status,
-            fingerprint=content_hash or fingerprint(result),
-            sex=result.sex.value if result.sex is not None else None,
-            readings=with_derived(readings),
-            last_chemo_at=chemo.timestamp() if chemo is not None else None,
+    sex = result.sex
+    return _with_wire(
+        (
+            result.result_id,
+            result.collected_at.timestamp(),
+            result.status,
+            content_hash or fingerprint(result),
+            _SEX_KEY[sex] if sex is not None else None,
+            with_derived(readings),
+            chemo.timestamp() if chemo is not None else None,
         )
     )
 
@@ -311,13 +324,18 @@ def with_derived(readings: dict[Analyte, Reading]) -> dict[Analyte, Reading]:
 
 def with_wire(entry: Entry) -> Entry:
     """The entry with its JSON form attached (plain lists: far faster to encode than tuples)."""
-    e = entry
+    return _with_wire(entry[:7])
+
+
+def _with_wire(fields: tuple[Any, ...]) -> Entry:
+    """The Entry of its first seven fields (``result_id`` .. ``last_chemo_at``, in order) with
+    its JSON form ``[result_id, collected_at, status, fingerprint, sex, {analyte: [value, raw,
+    unit, lln, derived]}, last_chemo_at]`` as the eighth."""
     key = _ANALYTE_KEY
-    readings = {key[a]: [r.value, r.raw, r.unit, r.lln, r.derived] for a, r in e.readings.items()}
-    wire = to_json(
-        [e.result_id, e.collected_at, e.status, e.fingerprint, e.sex, readings, e.last_chemo_at]
-    )
-    return e._replace(wire=wire)
+    wire = list(fields)
+    wire[5] = {key[a]: list(r) for a, r in fields[5].items()}  # a Reading lists its fields
+    entry: Entry = _new(Entry, (*fields, to_json(wire)))
+    return entry
 
 
 # --- compact serialization (the Faust table value) -------------------------------------------

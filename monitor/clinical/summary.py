@@ -69,7 +69,7 @@ class AlertWriter:
             alert_id=make_alert_id(episode.dedup_key, event, reported_grade, trigger.source_id),
             dedup_key=episode.dedup_key,
             event=event,
-            condition=condition.value,
+            condition=_CONDITION_KEY[condition],
             grade=reported_grade,
             previous_grade=previous_grade,
             severity=severity_of(event, max(reported_grade, 1)),
@@ -109,13 +109,17 @@ class AlertWriter:
 
     def _chemo_context(self, state: PatientState, entry: Entry) -> tuple[int | None, bool | None]:
         """Days from the last chemotherapy dose before this specimen, and whether in the nadir."""
-        known = [entry.last_chemo_at, state.last_chemo_at]
-        known += [at for at, kind, _ in state.doses if kind == "chemotherapy"]
-        before = [at for at in known if at is not None and at <= entry.collected_at]
-        if not before:
+        collected_at = entry.collected_at
+        dose_at: float | None = None  # the latest dose at or before the specimen
+        for at in (entry.last_chemo_at, state.last_chemo_at):
+            if at is not None and at <= collected_at and (dose_at is None or at > dose_at):
+                dose_at = at
+        for at, kind, _ in state.doses:
+            if kind == "chemotherapy" and at <= collected_at and (dose_at is None or at > dose_at):
+                dose_at = at
+        if dose_at is None:
             return None, None
-        dose_at = max(before)
-        days = int((entry.collected_at - dose_at) // DAY_S)
+        days = int((collected_at - dose_at) // DAY_S)
         first, last = self._nadir_window_days
         return days, first <= days <= last
 
@@ -142,24 +146,26 @@ class AlertWriter:
                 values += f", temperature {graded.temperature:.1f} C"
         else:
             values = "latest counts"
-        since = datetime.fromtimestamp(transition.previous_changed_at, UTC).date().isoformat()
         version = f"CTCAE v{self._ctcae_version}"
-        name = condition.value.replace("_", " ")
+        name = _CONDITION_NAME[condition]
         finding = f"{values}: grade {graded.grade} {name} ({version})"
         if event == "new":
             text = f"{finding}, new"
-        elif event == "worsened":
-            text = f"{finding}, worse than grade {previous_grade} on {since}"
-        elif event == "improved":
-            text = f"{finding}, better than grade {previous_grade} on {since}"
-        elif event == "retracted":
-            basis = f"{values}: " if graded.reading is not None or graded.lines else ""
-            text = (
-                f"{basis}{name} closed: the result it stood on was retracted by the lab "
-                f"(was grade {previous_grade} since {since})"
-            )
         else:
-            text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
+            # When the grade before was set: a new episode's summary does not say it.
+            since = _date_of(transition.previous_changed_at)
+            if event == "worsened":
+                text = f"{finding}, worse than grade {previous_grade} on {since}"
+            elif event == "improved":
+                text = f"{finding}, better than grade {previous_grade} on {since}"
+            elif event == "retracted":
+                basis = f"{values}: " if graded.reading is not None or graded.lines else ""
+                text = (
+                    f"{basis}{name} closed: the result it stood on was retracted by the lab "
+                    f"(was grade {previous_grade} since {since})"
+                )
+            else:
+                text = f"{values}: {name} resolved (was grade {previous_grade} since {since})"
         gate = transition.gate
         if gate is not None and gate.why == "beyond-rcv" and gate.change is not None:
             assert gate.rcv is not None
@@ -176,9 +182,13 @@ class AlertWriter:
         return text
 
 
+def _date_of(timestamp: float) -> str:
+    """The UTC date of ``timestamp`` (seconds since the epoch), ISO 8601."""
+    return datetime.fromtimestamp(timestamp, UTC).date().isoformat()
+
+
 def _format_value(analyte: Analyte, value: float, derived: bool) -> str:
-    unit = CANONICAL_UNIT[analyte].replace("10^", "x10^")
-    text = f"{DISPLAY_NAME[analyte]} {value:g} {unit}"
+    text = f"{DISPLAY_NAME[analyte]} {value:g} {_DISPLAY_UNIT[analyte]}"
     return text + " (derived from WBC and differential)" if derived else text
 
 
@@ -186,7 +196,7 @@ def _line_value(graded: Graded) -> LineValue:
     assert graded.analyte is not None
     assert graded.reading is not None
     return LineValue(
-        analyte=graded.analyte.value,
+        analyte=_ANALYTE_KEY[graded.analyte],
         value=graded.reading.value,
         unit=CANONICAL_UNIT[graded.analyte],
         grade=graded.grade,
@@ -195,3 +205,10 @@ def _line_value(graded: Graded) -> LineValue:
         result_id=graded.entry.result_id,
         collected_at=datetime.fromtimestamp(graded.entry.collected_at, UTC),
     )
+
+
+# Enum .value is a Python-level property: these are read for every alert.
+_CONDITION_KEY: dict[Condition, str] = {c: c.value for c in Condition}
+_CONDITION_NAME: dict[Condition, str] = {c: c.value.replace("_", " ") for c in Condition}
+_ANALYTE_KEY: dict[Analyte, str] = {a: a.value for a in Analyte}
+_DISPLAY_UNIT: dict[Analyte, str] = {a: u.replace("10^", "x10^") for a, u in CANONICAL_UNIT.items()}

@@ -229,7 +229,10 @@ def factor(analyte: Analyte, unit: str) -> Decimal:
     return known
 
 
+@lru_cache(maxsize=1024)
 def is_known_unit(analyte: Analyte, unit: str) -> bool:
+    """Whether ``factor`` knows ``unit`` for ``analyte`` (cached like it, refusals included:
+    validation asks once per component, and an unknown string would be parsed again)."""
     try:
         factor(analyte, unit)
     except ValueError:

@@ -475,3 +475,58 @@ def test_a_key_that_does_not_look_like_a_field_name_is_not_echoed() -> None:
     message = describe_validation_error(caught.value)
     assert "components.<unnamed>" in message
     assert "Smith" not in message
+
+
+# What a measured number's validation says, exactly (error type, context, the value kept): the
+# checks run as one Python validator, and must say what pydantic's own ge=0 and
+# allow_inf_nan=False constraints said (NaN and -inf fail ge=0 first).
+MEASURE_ERRORS = [
+    pytest.param("NaN", "greater_than_equal", {"ge": 0}, id="NaN"),
+    pytest.param("-Infinity", "greater_than_equal", {"ge": 0}, id="minus-Infinity"),
+    pytest.param("-1e400", "greater_than_equal", {"ge": 0}, id="minus-1e400"),
+    pytest.param("-1", "greater_than_equal", {"ge": 0}, id="minus-one"),
+    pytest.param('"-0.5"', "greater_than_equal", {"ge": 0}, id="negative-text"),
+    pytest.param('"nan"', "greater_than_equal", {"ge": 0}, id="nan-text"),
+    pytest.param("Infinity", "finite_number", None, id="Infinity"),
+    pytest.param("1e400", "finite_number", None, id="1e400"),
+    pytest.param('"inf"', "finite_number", None, id="inf-text"),
+    pytest.param("true", "value_error", None, id="true"),
+    pytest.param("false", "value_error", None, id="false"),
+    pytest.param('"abc"', "float_parsing", None, id="text"),
+    pytest.param("null", "float_type", None, id="null"),
+]
+
+
+@pytest.mark.parametrize(("literal", "error_type", "context"), MEASURE_ERRORS)
+@pytest.mark.parametrize("field", ["value", "lln"])
+def test_measure_errors_are_pydantics_own(
+    literal: str, error_type: str, context: dict[str, Any] | None, field: str
+) -> None:
+    other = "lln" if field == "value" else "value"
+    raw = f'{{"{field}": {literal}, "{other}": 1.0, "unit": "K/uL"}}'
+    if field == "lln" and literal == "null":
+        assert Component.model_validate_json(raw).lln is None  # lln is optional
+        return
+    with pytest.raises(ValidationError) as info:
+        Component.model_validate_json(raw)
+    (error,) = info.value.errors(include_url=False, include_input=False)
+    assert error["loc"] == (field,)
+    assert error["type"] == error_type
+    if error_type == "value_error":
+        assert error["msg"] == "Value error, a boolean, not a number"
+    else:
+        assert error.get("ctx") == context
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [("-0.0", 0.0), ('"-0"', 0.0), ("0", 0.0), ("158", 158.0), ('" 2.5 "', 2.5), ("4.41", 4.41)],
+)
+def test_measure_values_are_unsigned_floats(literal: str, expected: float) -> None:
+    component = Component.model_validate_json(
+        f'{{"value": {literal}, "unit": "K/uL", "lln": {literal}}}'
+    )
+    for number in (component.value, component.lln):
+        assert type(number) is float
+        assert number == expected
+        assert str(number) == str(expected)  # never "-0.0"
