@@ -136,8 +136,11 @@ class MonitorApp:
             partitions=settings.partitions,
             default=None,
         )
-        # The processor reads and writes states through the batch's pending writes.
-        self.states = PendingStates(self.table)
+        # The processor reads and writes states through the batch's pending writes, and reads
+        # the table's store directly: Table.get asks the store twice (``key in`` and then the
+        # value; mode's FastUserDict.__getitem__), and outside a stream's iteration each ask
+        # searches the partitions' databases.
+        self.states = PendingStates(self.table.data)
         self.processor = ResultProcessor(settings, self.metrics, self.states)
         # One batch at a time per patient over every agent (monitor.stream.locks).
         self.batches = BatchHandler(

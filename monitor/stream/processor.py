@@ -222,6 +222,7 @@ class ResultProcessor:
         self.detector = Detector(settings.detector)
         self.feeds = feeds_of(settings)
         self.repartition_topic = self.feeds[settings.results_topic].by_patient
+        self._future_tolerance = settings.future_tolerance()
         self._states = StateCache(state_cache_size)
         # The watch list's "falling / rising / stable": the detector's own RCV table and Z.
         self._direction_noise = NoiseModel(
@@ -252,13 +253,14 @@ class ResultProcessor:
         if isinstance(verdict, Rejected):
             return Plan([self._dead_letter(raw, key, origin, verdict)])
         assert raw is not None
-        received = received_at(origin.timestamp, self.clock())
+        now = self.clock()  # one instant for the whole message
+        received = received_at(origin.timestamp, now)
         # Rejected rows and specimens dated in the future are separate faults: a message with
         # both gets two dead letters, each with its own code and reason. Both are told here, on
         # the hop where the message entered (its own bytes, topic and offset), once per message;
         # what goes on carries its readable rows only, so the next hop finds nothing to reject.
         rows = verdict.rejected() if isinstance(verdict, Parsed) else None
-        verdict, future = screen(feed, verdict, received, self.settings.future_tolerance())
+        verdict, future = screen(feed, verdict, received, self._future_tolerance)
         dead = [
             self._dead_letter(raw, key, origin, fault)
             for fault in (rows, future)
@@ -293,7 +295,7 @@ class ResultProcessor:
         # offer it as what the table holds.
         self._states.forget(patient_key)
         before = _open_grades(state)
-        outcome = self._apply(feed, state, verdict, content)
+        outcome = self._apply(feed, state, verdict, content, now)
         if outcome.disposition != "accepted":
             self.metrics.duplicates_ignored.labels(kind=outcome.disposition).inc()
             self.metrics.processing_seconds.observe(time.perf_counter() - started)
@@ -302,12 +304,12 @@ class ResultProcessor:
             # A copy already applied is still a message with bad rows: told like any other.
             return Plan(dead)
         # The summary first: it records in the state whether one is out.
-        after = self._summary(patient_key, verdict.patient_id, outcome.state)
+        after = self._summary(patient_key, verdict.patient_id, outcome.state, now)
         dumped = dump_state(outcome.state)
         if state is None:
             self.metrics.patients_tracked.inc()
         self.metrics.move_episodes(before, _open_grades(outcome.state))
-        headers = origin_headers(origin)
+        headers = origin_headers(origin) if outcome.alerts else []
         sends = [
             Send(
                 self.settings.alerts_topic,
@@ -321,14 +323,16 @@ class ResultProcessor:
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
         return Plan([*sends, *dead], (patient_key, dumped, outcome.state), after)
 
-    def _summary(self, key: bytes, patient_id: str, state: PatientState) -> list[Send]:
+    def _summary(
+        self, key: bytes, patient_id: str, state: PatientState, now: datetime
+    ) -> list[Send]:
         """The patient's watch-list summary; a tombstone once, when the patient whose summary
         is out leaves the window (``state.summary_published``, updated here); else nothing (no
         chemotherapy known, or the tombstone already sent)."""
         summary = patient_summary(
             state,
             patient_id,
-            self.clock(),
+            now,
             window=self.detector.settings.nadir_window_days,
             ctcae_version=self.detector.settings.ctcae_version,
             default_lln=self.detector.settings.default_lln,
@@ -344,8 +348,10 @@ class ResultProcessor:
             return []
         return [Send(self.settings.summaries_topic, key, value)]
 
-    def _apply(self, feed: Feed, state: PatientState | None, item: Any, raw: bytes) -> Outcome:
-        return apply_event(self.detector, feed.kind, state, item, raw, self.clock())
+    def _apply(
+        self, feed: Feed, state: PatientState | None, item: Any, raw: bytes, now: datetime
+    ) -> Outcome:
+        return apply_event(self.detector, feed.kind, state, item, raw, now)
 
     def failed(self, raw: bytes | None, key: bytes | None, origin: Origin, exc: Exception) -> Send:
         """A dead letter for a message whose processing raised: kept for replay, never dropped."""
