@@ -41,9 +41,10 @@ def main() -> None:
     results = 5_000 if args.quick else 30_000
     patients = 5_000 if args.quick else 100_000
     latency_seconds = 5.0 if args.quick else 20.0
+    tunable_results = 2_000 if args.quick else 10_000
 
     if args.tunables:
-        print_tunables(results)
+        print_tunables(tunable_results)
         return
     noisy = noisy_values()
     for label, on in (("off", False), ("on", True)):
@@ -113,6 +114,7 @@ def main() -> None:
             f"(resident set growth over {patients:,} patients, RocksDB store)",
             flush=True,
         )
+    print_tunables(tunable_results)
 
 
 def print_tunables(results: int) -> None:
