@@ -42,10 +42,15 @@ async def record_end_offsets(
 ) -> dict[TP, int]:
     """Per partition, the offset after its last record.
 
-    :param reader: a started consumer without a group; its assignment is replaced.
+    Each partition is read from its last batch's base offset until a poll brings nothing more
+    for it, so a reader that returns a batch in parts (``max_poll_records``, a fetch size
+    limit) still finds its last record.
+
+    :param reader: a started consumer without a group; its assignment is replaced. Its polls
+        should wait briefly (``fetch_max_wait_ms``): the last poll of each partition is empty.
     :param reported: the broker's end offsets (ListOffsets latest) per topic-partition, each the
         base offset of the last batch + 1 on a broker that counts batches.
-    :param timeout_s: how long to wait for every last batch.
+    :param timeout_s: how long to wait for the first records of every last batch.
     :returns: the corrected end offsets: ``reported`` where it is 0 (an empty partition), else
         the last record's offset + 1 (never less than ``reported``).
     :raises EndOffsetError: when a partition's last batch was not read within ``timeout_s`` (an
@@ -58,18 +63,25 @@ async def record_end_offsets(
     reader.assign(list(waiting))
     for tp, end in waiting.items():
         reader.seek(tp, end - 1)
+    last: dict[TP, int] = {}  # the highest offset read so far, per partition
     deadline = asyncio.get_running_loop().time() + timeout_s
     while waiting:
         left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            names = ", ".join(f"{_topic(tp)}[{_partition(tp)}]" for tp in waiting)
+        unread = [tp for tp in waiting if tp not in last]
+        if unread and left <= 0:
+            names = ", ".join(f"{_topic(tp)}[{_partition(tp)}]" for tp in unread)
             raise EndOffsetError(f"the last record batch of {names} was not read in time")
-        fetched = await reader.getmany(*waiting, timeout_ms=int(min(left, 0.5) * 1000) + 1)
-        for tp, records in fetched.items():
-            # Faust's TP and aiokafka's TopicPartition are named tuples with the same fields:
-            # equal and with the same hash, so either finds the other's entry.
-            if records and tp in waiting:
-                ends[tp] = max(waiting.pop(tp), records[-1].offset + 1)
+        if left <= 0:  # still growing (being written to): its end is at least what was read
+            ends.update({tp: max(end, last[tp] + 1) for tp, end in waiting.items()})
+            break
+        fetched = await reader.getmany(*waiting, timeout_ms=int(max(min(left, 0.5), 0.05) * 1000))
+        # Faust's TP and aiokafka's TopicPartition are named tuples with the same fields: equal
+        # and with the same hash, so either finds the other's entry.
+        grown = {tp for tp, records in fetched.items() if records and tp in waiting}
+        for tp in grown:
+            last[tp] = max(last.get(tp, -1), fetched[tp][-1].offset)
+        for tp in [tp for tp in waiting if tp in last and tp not in grown]:
+            ends[tp] = max(waiting.pop(tp), last[tp] + 1)
     return ends
 
 

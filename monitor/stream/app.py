@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -32,6 +34,10 @@ from monitor.stream.transport import MonitorFaustApp
 log = logging.getLogger("monitor.worker")
 
 TABLE_NAME = "patients"
+# After a failed batch: seconds for a graceful stop before the process exits anyway, and the
+# exit status then (EX_SOFTWARE).
+FAIL_STOP_GRACE_S = 30.0
+FAIL_STOP_EXIT = 70
 
 
 def faust_settings(settings: MonitorSettings) -> dict[str, Any]:
@@ -167,6 +173,7 @@ class MonitorApp:
                 supervisor_strategy=CrashingSupervisor,
             )(self._consume)
         self._counted_assignment: frozenset[Any] | None = None
+        self.failure: str | None = None  # the exception class of a failed batch
         self.app.timer(interval=2.0)(self._refresh_gauges_safely)
         self._add_web_routes()
         # The lab-ops page at /: its routes and the task folding the alert topic into its view.
@@ -203,10 +210,37 @@ class MonitorApp:
         # noack_take yields the events themselves (typed as values in faust-streaming 0.15.3).
         async for batch in take(self.settings.batch_max_messages, within=wait):
             events = cast(list[faust.EventT[bytes]], batch)
-            await self.batches.handle([_item(event) for event in events])
+            try:
+                await self.batches.handle([_item(event) for event in events])
+            except Exception as exc:
+                self._fail_stop(exc)
+                raise
             for event in events:
                 await stream.ack(event)
             yield None
+
+    def _fail_stop(self, exc: Exception) -> None:
+        """A batch failed after planning (the producer or the store refused): stop the worker
+        so that its partitions move and the batch is redelivered, never acknowledged past.
+
+        Faust's ``CrashingSupervisor`` stops the app's services but leaves the process running
+        (seen with faust-streaming 0.15.3), so the health endpoints turn 503 and the worker
+        asks itself to stop (SIGTERM, as an orchestrator would), and exits at once if that has
+        not ended it within ``FAIL_STOP_GRACE_S``.
+        """
+        self.failure = type(exc).__name__
+        log.critical(
+            "a batch failed after planning (%s); stopping the worker, its input is redelivered",
+            self.failure,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+        asyncio.get_running_loop().call_later(FAIL_STOP_GRACE_S, os._exit, FAIL_STOP_EXIT)
+
+    def health(self) -> tuple[int, dict[str, str]]:
+        """``/healthz``: 200 alive, or 503 once a batch failed (the process is stopping)."""
+        if self.failure is not None:
+            return 503, {"status": "failed", "error_class": self.failure}
+        return 200, {"status": "alive"}
 
     async def _store_states(self, writes: list[StateWrite]) -> None:
         """Write patient states to the table: each one changelog record, all acknowledged at
@@ -283,11 +317,12 @@ class MonitorApp:
 
         @app.page("/healthz")
         async def healthz(web: View, request: Request) -> Response:
-            return web.json({"status": "alive"})
+            status, body = monitor.health()
+            return web.json(body, status=status)
 
         @app.page("/readyz")
         async def readyz(web: View, request: Request) -> Response:
-            ready = monitor.ready()
+            ready = monitor.ready() and monitor.failure is None
             return web.json(
                 {"ready": ready, "rebalancing": bool(app.rebalancing)},
                 status=200 if ready else 503,

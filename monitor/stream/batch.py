@@ -7,15 +7,18 @@ The worker's agents take their input in batches (``monitor.stream.app``) and han
    (:class:`PendingStates`: a patient seen twice in a batch sees its own earlier update); a
    message whose processing raises is dead-lettered, alone, as before;
 2. hand every send of the batch (alerts, dead letters, messages forwarded keyed by patient) to
-   the producer in message order, then await all their acknowledgements at once;
-3. write each touched patient's state once (the last state of the batch), and await it;
-4. hand each touched patient's watch-list summary to the producer (the last one only).
+   the producer in message order, then each touched patient's watch-list summary (the last one
+   only), and await all their acknowledgements at once;
+3. write each touched patient's state once (the last state of the batch), and await it.
 
 The caller acknowledges the batch's input messages only after this returns, so offsets move only
 past messages whose alerts and states are both stored. A crash anywhere repeats the batch:
-alerts are repeated with the same ids (``clinical.alert``), never lost. An exception after
-planning (the producer or the store failed) propagates; the agent must then stop the worker
-rather than go on past the batch (``CrashingSupervisor`` in ``monitor.stream.app``).
+alerts are repeated with the same ids (``clinical.alert``), never lost. Summaries go out with
+the alerts, before the state that records them (``PatientState.summary_published``): a
+summary or a tombstone lost with a crash is sent again when the batch is redelivered.
+
+An exception after planning (the producer or the store failed) propagates; the agent must then
+stop the worker rather than go on past the batch (``MonitorApp._fail_stop``).
 
 Nothing here knows Faust: the caller passes how to publish and how to store the states.
 """
@@ -149,6 +152,8 @@ class BatchHandler:
                     for send in plan.sends:
                         delivered.append(await self.publish(send))
                         self.processor.published(send, item.origin)
+                for send in last_per_key(s for _, plan in planned for s in plan.after):
+                    delivered.append(await self.publish(send))
                 if delivered:
                     await asyncio.gather(*delivered)
                 written = self.states.take(partitions)
@@ -158,9 +163,6 @@ class BatchHandler:
                 await self.store(
                     [StateWrite(key, value, partitions[key]) for key, value in written.items()]
                 )
-            for send in last_per_key(s for _, plan in planned for s in plan.after):
-                delivery = await self.publish(send)
-                asyncio.ensure_future(delivery).add_done_callback(_log_failed_summary)
 
     def _plan(self, item: Item) -> Plan:
         try:
@@ -185,10 +187,3 @@ def last_per_key(sends: Iterable[Send]) -> list[Send]:
         last.pop((send.topic, send.key), None)
         last[(send.topic, send.key)] = send
     return list(last.values())
-
-
-def _log_failed_summary(delivery: asyncio.Future[Any]) -> None:
-    """A summary the broker refused: log the exception class only (no patient data); the
-    patient's next event publishes a new one."""
-    if not delivery.cancelled() and delivery.exception() is not None:
-        log.warning("patient summary not delivered (%s)", type(delivery.exception()).__name__)

@@ -33,6 +33,13 @@ from monitor.settings import MonitorSettings
 
 Headers = list[tuple[str, bytes]]
 
+# A dead letter carries the original message's key and bytes only up to this size: Faust's
+# producer refuses a record over its ``producer_max_request_size`` (1,000,000 bytes by default),
+# and a broker over its ``message.max.bytes`` (about 1 MB by default). Larger originals stay at
+# their source offset, which the dead letter's headers name.
+DEAD_LETTER_MAX_BYTES = 900_000
+DEAD_LETTER_MAX_KEY_BYTES = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -70,7 +77,8 @@ class Plan:
 
     sends: list[Send]
     write: tuple[bytes, bytes, PatientState] | None = None  # key, value, decoded state
-    # Derived data sent after the write (the patient's watch-list summary or its tombstone).
+    # Derived data (the patient's watch-list summary or its tombstone), sent with the alerts;
+    # the worker sends only the last of a batch per patient (monitor.stream.batch).
     after: list[Send] = field(default_factory=list)
 
 
@@ -283,9 +291,11 @@ class ResultProcessor:
         elif verdict is None:
             return Plan(dead)
         patient_key = verdict.patient_id.encode()
-        if key != patient_key and origin.topic != feed.by_patient:
+        if key != patient_key:
             # Keyed otherwise (or not at all): send it on keyed by patient, so one worker sees
-            # all of a patient's events in order.
+            # all of a patient's events in order, in the patient's partition, under the
+            # patient's lock (a batch locks its messages' keys, monitor.stream.batch). On the
+            # by-patient topic itself this can only be a message another producer put there.
             return Plan(
                 [Send(feed.by_patient, patient_key, content, origin_headers(origin)), *dead]
             )
@@ -383,6 +393,13 @@ class ResultProcessor:
     ) -> Send:
         self.metrics.results_invalid.labels(reason=rejected.code).inc()
         headers = dead_letter_headers(rejected, origin.topic, origin.partition, origin.offset)
+        size = len(raw or b"") + len(key or b"")
+        if size > DEAD_LETTER_MAX_BYTES:
+            # A record the producer would refuse (over its request size) would stop the worker
+            # at every redelivery: the dead letter then points at the original instead.
+            headers.append(("dlq.original_omitted", f"{size} bytes".encode()))
+            raw = None
+            key = key if key is None or len(key) <= DEAD_LETTER_MAX_KEY_BYTES else None
         return Send(self.settings.dlq_topic, key, raw, headers)
 
 

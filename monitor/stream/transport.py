@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
+import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
@@ -50,8 +51,7 @@ def transport_with_fetch_wait(
             reported = await super().highwaters(*partitions)
             if not end_offsets_per_batch or not any(reported.values()):
                 return reported
-            # A reader with Faust's own client settings and no group, on the app's loop.
-            reader = self._thread._create_client_consumer(cast(driver.Transport, self.transport))
+            reader = _end_reader(self.app.conf, cast(driver.Transport, self.transport))
             await reader.start()
             try:
                 return await record_end_offsets(reader, reported)
@@ -63,6 +63,20 @@ def transport_with_fetch_wait(
 
     Transport.Consumer = Consumer
     return Transport
+
+
+def _end_reader(conf: Any, transport: driver.Transport) -> aiokafka.AIOKafkaConsumer:
+    """A consumer with Faust's own connection settings (servers, TLS, SASL), no group, no limit
+    on records per poll (``record_end_offsets`` reads whole batches) and a short fetch wait."""
+    return aiokafka.AIOKafkaConsumer(
+        client_id=conf.broker_client_id,
+        bootstrap_servers=driver.server_list(transport.url, transport.default_port),
+        request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        check_crcs=conf.broker_check_crcs,
+        **driver.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+    )
 
 
 class MonitorFaustApp(faust.App):

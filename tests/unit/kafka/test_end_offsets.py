@@ -18,10 +18,16 @@ class Reader:
     """Partitions as lists of batches of record offsets; a fetch from an offset returns the
     records of the batch holding it and every later batch, as a broker does."""
 
-    def __init__(self, logs: dict[TopicPartition, list[list[int]]], answers: bool = True) -> None:
+    def __init__(
+        self,
+        logs: dict[TopicPartition, list[list[int]]],
+        answers: bool = True,
+        max_records: int | None = None,
+    ) -> None:
         self.logs = logs
         self.positions: dict[Any, int] = {}
         self.answers = answers
+        self.max_records = max_records  # per poll and partition, as max_poll_records limits
 
     def assign(self, partitions: list[Any]) -> None:
         self.positions = dict.fromkeys(partitions, 0)
@@ -36,7 +42,10 @@ class Reader:
         for tp in partitions:
             start = self.positions[tp]
             batches = [b for b in self.logs[tp] if b[-1] >= start]
-            out[tp] = [Record(o) for b in batches for o in b if o >= start]
+            records = [Record(o) for b in batches for o in b if o >= start]
+            out[tp] = records[: self.max_records]
+            if out[tp]:
+                self.positions[tp] = out[tp][-1].offset + 1
         return out
 
 
@@ -64,3 +73,12 @@ async def test_faust_topic_partitions_find_their_records() -> None:
 async def test_an_unreadable_last_batch_is_an_error_naming_only_the_partition() -> None:
     with pytest.raises(EndOffsetError, match=r"changelog\[1\]"):
         await record_end_offsets(Reader({B: [[0, 1]]}, answers=False), {B: 1}, timeout_s=0.05)
+
+
+@pytest.mark.asyncio
+async def test_a_last_batch_returned_in_parts_is_read_to_its_end() -> None:
+    """A reader limited to one record a poll (Faust's broker_max_poll_records) still finds
+    the last record of a multi-record last batch."""
+    logs = {A: [[0], [1, 2, 3, 4]], B: [[0, 1, 2]]}
+    reader = Reader(logs, max_records=1)
+    assert await record_end_offsets(reader, {A: 2, B: 1}) == {A: 5, B: 3}

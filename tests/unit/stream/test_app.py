@@ -4,13 +4,22 @@ tunables reaching Faust."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from mode import CrashingSupervisor
 
 from monitor.settings import MonitorSettings
+from monitor.stream import app as app_module
 from monitor.stream.app import MonitorApp, faust_settings
 from monitor.stream.batch import PendingStates
+from monitor.stream.processor import Send
 
 
 def test_every_feed_has_a_batched_agent_that_crashes_the_worker_on_failure(
@@ -47,3 +56,68 @@ def test_tunables_reach_faust(tmp_path: Path) -> None:
     assert faust["stream_buffer_maxsize"] == 1000
     monitor = MonitorApp(settings.model_copy(update={"end_offsets_per_batch": True}))
     assert monitor.app.end_offsets_per_batch is True
+
+
+class _Take:
+    """A stream that hands the agent one batch, and records what the agent acknowledges."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self.acked: list[Any] = []
+
+    async def noack_take(self, max_: int, within: float) -> AsyncIterator[list[Any]]:
+        yield self.events
+
+    async def ack(self, event: Any) -> bool:
+        self.acked.append(event)
+        return True
+
+
+def _event(offset: int, value: bytes) -> Any:
+    message = SimpleNamespace(topic="lab.cbc.results", partition=0, offset=offset, timestamp=None)
+    return SimpleNamespace(key=b"P-1", value=value, message=message)
+
+
+@pytest.mark.asyncio
+async def test_a_failed_batch_acknowledges_nothing_and_stops_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
+    signals: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setattr(app_module, "FAIL_STOP_GRACE_S", 0.01)
+
+    async def refused(send: Send) -> Awaitable[Any]:
+        raise ConnectionError("the broker refused the record")
+
+    monitor.batches.publish = refused
+    stream = _Take([_event(1, b"{not json"), _event(2, b"{not json either")])
+    with pytest.raises(ConnectionError):
+        async for _ in monitor._consume(stream):  # type: ignore[arg-type]
+            pass
+    assert stream.acked == []
+    assert signals == [signal.SIGTERM]
+    assert monitor.health() == (503, {"status": "failed", "error_class": "ConnectionError"})
+    await asyncio.sleep(0.05)
+    assert exits == [app_module.FAIL_STOP_EXIT]
+
+
+@pytest.mark.asyncio
+async def test_a_handled_batch_is_acknowledged_in_order(tmp_path: Path) -> None:
+    monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
+    sent: list[Send] = []
+
+    async def publish(send: Send) -> Awaitable[Any]:
+        sent.append(send)
+        return asyncio.sleep(0)
+
+    monitor.batches.publish = publish
+    events = [_event(1, b"{not json"), _event(2, b"[]")]
+    stream = _Take(events)
+    async for _ in monitor._consume(stream):  # type: ignore[arg-type]
+        pass
+    assert stream.acked == events
+    assert [dict(s.headers)["dlq.source_offset"] for s in sent] == [b"1", b"2"]
+    assert monitor.health() == (200, {"status": "alive"})

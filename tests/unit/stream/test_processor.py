@@ -89,9 +89,17 @@ def test_input_keyed_otherwise_is_repartitioned_by_patient(processor: ResultProc
     assert alert.topic == SETTINGS.alerts_topic
 
 
-def test_repartitioned_input_is_processed_whatever_its_key(processor: ResultProcessor) -> None:
+def test_input_on_the_by_patient_topic_keyed_otherwise_goes_round_again_keyed_by_patient(
+    processor: ResultProcessor,
+) -> None:
+    """Never applied under another key's lock and partition: sent on keyed by patient, then
+    applied when it comes back keyed so."""
     repartition = f"{SETTINGS.results_topic}.by-patient"
-    sends = processor.handle(raw("r1", 0, neutrophils=0.4), None, origin(topic=repartition))
+    value = raw("r1", 0, neutrophils=0.4)
+    (send,) = processor.handle(value, None, origin(topic=repartition))
+    assert (send.topic, send.key, send.value) == (repartition, b"MRN-0042", value)
+    assert processor.table == {}
+    sends = processor.handle(value, b"MRN-0042", origin(topic=repartition))
     assert [s.topic for s in sends] == [SETTINGS.alerts_topic]
 
 
@@ -202,11 +210,11 @@ def test_a_retraction_closes_the_episode_in_the_table_and_the_gauges(
     assert processor.handle(retraction, b"MRN-0042", origin(3)) == []
 
 
-def test_a_patient_after_chemotherapy_gets_a_summary_after_the_state_then_a_tombstone(
+def test_a_patient_after_chemotherapy_gets_a_summary_then_a_tombstone(
     processor: ResultProcessor,
 ) -> None:
-    """The summary comes after the alerts and the state write, keyed by patient; once the last
-    dose is past the nadir window the patient's summary is a tombstone."""
+    """The summary comes with the plan's state, keyed by patient; once the last dose is past
+    the nadir window the patient's summary is a tombstone."""
 
     def chemo_result(result_id: str, hours: float, dose_days_before: float) -> bytes:
         at = T0 + timedelta(hours=hours)
@@ -265,3 +273,21 @@ def test_no_summary_for_a_patient_without_chemotherapy(processor: ResultProcesso
     plan = processor.plan(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
     assert plan.sends
     assert plan.after == []
+
+
+def test_a_dead_letter_too_large_to_send_points_at_its_original(
+    processor: ResultProcessor,
+) -> None:
+    """An input of 1.2 MB (the broker took it; a producer would refuse it as a dead letter)
+    is dead-lettered without its bytes, which stay at the source offset its headers name."""
+    (dead,) = processor.handle(b"x" * 1_200_000, b"P-BIG", origin(7))
+    headers = dict(dead.headers)
+    assert dead.topic == SETTINGS.dlq_topic
+    assert headers["dlq.code"] == b"oversize"
+    assert headers["dlq.original_omitted"] == b"1200005 bytes"
+    assert headers["dlq.source_offset"] == b"7"
+    assert dead.value is None
+    assert dead.key == b"P-BIG"
+    (small,) = processor.handle(b"x" * 70_000, b"P-BIG", origin(8))
+    assert small.value == b"x" * 70_000
+    assert "dlq.original_omitted" not in dict(small.headers)
