@@ -408,6 +408,32 @@ async def test_worker_killed_mid_stream_loses_no_alert(own: Deployment) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# A worker asked to stop (SIGTERM, as an orchestrator asks) stops within seconds
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.asyncio
+async def test_a_worker_stops_on_sigterm_within_seconds(own: Deployment, tmp_path: Path) -> None:
+    """A graceful stop finishes by itself, well before an orchestrator's kill (a store created
+    before the app started once kept the table from stopping: 30 s, then SIGKILL)."""
+    worker = own.start_worker("stopping", tmp_path / "data")
+    await asyncio.to_thread(wait_all_ready, [worker])
+    pid = patient_id("stop")
+    await produce(
+        own.broker.bootstrap,
+        own.results_topic,
+        [Message(pid.encode(), raw(f"s{i}", i, pid, neutrophils=0.4)) for i in range(20)],
+    )
+    assert await asyncio.to_thread(
+        eventually, lambda: metric(worker, "monitor_results_consumed_total") >= 20
+    )
+    started = time.monotonic()
+    status = await asyncio.to_thread(worker.stop, 15.0)
+    assert time.monotonic() - started < 15.0, worker.log_tail()
+    assert status == 0
+
+
+# --------------------------------------------------------------------------------------------
 # A worker restarted on a fresh data dir recovers its table from the changelog
 
 

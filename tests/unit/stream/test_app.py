@@ -37,7 +37,7 @@ def test_every_feed_has_a_batched_agent_that_crashes_the_worker_on_failure(
 def test_the_processor_reads_and_writes_through_the_pending_states(tmp_path: Path) -> None:
     monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
     assert isinstance(monitor.processor.table, PendingStates)
-    assert monitor.processor.table.table is monitor.table.data  # the store, read once a key
+    assert monitor.processor.table.table is monitor.table
     assert monitor.batches.states is monitor.processor.table
 
 
