@@ -163,6 +163,10 @@ class BatchHandler:
                 await self.store(
                     [StateWrite(key, value, partitions[key]) for key, value in written.items()]
                 )
+            # With no await since the store: a recount of the gauges from the table (after a
+            # rebalance) sees either both the states and these moves, or neither.
+            for _, plan in planned:
+                self.processor.stored(plan)
 
     def _plan(self, item: Item) -> Plan:
         try:

@@ -80,6 +80,9 @@ class Plan:
     # Derived data (the patient's watch-list summary or its tombstone), sent with the alerts;
     # the worker sends only the last of a batch per patient (monitor.stream.batch).
     after: list[Send] = field(default_factory=list)
+    # The gauges' change once the state is stored: a new patient, and the open episodes
+    # (condition -> grade) before and after (``ResultProcessor.stored``).
+    gauges: tuple[bool, dict[str, int], dict[str, int]] | None = None
 
 
 FeedKind = Literal["result", "lab", "treatment", "vital"]
@@ -241,6 +244,7 @@ class ResultProcessor:
         """Plan and write at once (for callers that need no ordering against the sends)."""
         plan = self.plan(raw, key, origin)
         self.write(plan)
+        self.stored(plan)
         return plan.sends
 
     def write(self, plan: Plan) -> None:
@@ -251,6 +255,16 @@ class ResultProcessor:
             key, value, state = plan.write
             self.table[key] = value
             self._states.put(key, value, state)
+
+    def stored(self, plan: Plan) -> None:
+        """Move the patients and episodes gauges once the plan's state is in the table. Not at
+        planning: a recount from the table (``recount``, after a rebalance) between planning
+        and storing would miss the change for good."""
+        if plan.gauges is not None:
+            new_patient, before, after = plan.gauges
+            if new_patient:
+                self.metrics.patients_tracked.inc()
+            self.metrics.move_episodes(before, after)
 
     def plan(self, raw: bytes | None, key: bytes | None, origin: Origin) -> Plan:
         """What one message calls for: the sends, and the state to write once they are out."""
@@ -316,9 +330,6 @@ class ResultProcessor:
         # The summary first: it records in the state whether one is out.
         after = self._summary(patient_key, verdict.patient_id, outcome.state, now)
         dumped = dump_state(outcome.state)
-        if state is None:
-            self.metrics.patients_tracked.inc()
-        self.metrics.move_episodes(before, _open_grades(outcome.state))
         headers = origin_headers(origin) if outcome.alerts else []
         sends = [
             Send(
@@ -331,7 +342,8 @@ class ResultProcessor:
             for alert in outcome.alerts
         ]
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        return Plan([*sends, *dead], (patient_key, dumped, outcome.state), after)
+        gauges = (state is None, before, _open_grades(outcome.state))
+        return Plan([*sends, *dead], (patient_key, dumped, outcome.state), after, gauges)
 
     def _summary(
         self, key: bytes, patient_id: str, state: PatientState, now: datetime

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.clinical.history import load_state
 from monitor.metrics import Metrics
@@ -237,3 +238,31 @@ def test_last_per_key_keeps_the_newest_send_of_each_topic_and_key() -> None:
     assert [(s.key, s.value) for s in last_per_key(sends)] == [
         (b"B", b"1"), (b"A", b"2"), (b"A", b"x")
     ]  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_the_gauges_move_once_the_states_are_stored() -> None:
+    """A recount from the table after a rebalance (``ResultProcessor.recount``) can run while a
+    batch awaits its acknowledgements: the gauges must not have counted a state the table does
+    not hold yet, or the recount would drop that change for good."""
+    broker = Broker({})
+    batch = handler(broker)
+    metrics = batch.processor.metrics
+
+    def tracked() -> float:
+        families = text_string_to_metric_families(metrics.exposition().decode())
+        return next(
+            s.value for f in families for s in f.samples if s.name == "monitor_patients_tracked"
+        )
+
+    seen_at_store: list[float] = []
+    store = broker.store
+
+    async def store_and_look(writes: list[StateWrite]) -> None:
+        seen_at_store.append(tracked())
+        await store(writes)
+
+    batch.store = store_and_look
+    await batch.handle([item(raw("R-1", 0, neutrophils=0.4))])
+    assert seen_at_store == [0.0]
+    assert tracked() == 1.0
