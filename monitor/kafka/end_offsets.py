@@ -9,7 +9,8 @@ producer batching), the reported end is corrected: the last batch is read from i
 and the end is the offset after the last record found there.
 
 The correction is exact on any broker: on Apache Kafka the reported end already follows the last
-record, and reading from one before it finds that record (it costs one fetch per partition).
+record, and reading from one before it finds that record (it costs a fetch per partition and
+one last, empty poll).
 """
 
 from __future__ import annotations

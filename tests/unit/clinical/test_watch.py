@@ -14,6 +14,7 @@ from monitor.clinical.detector import Detector
 from monitor.clinical.history import PatientState
 from monitor.clinical.variation import NoiseModel
 from monitor.clinical.watch import (
+    DIRECTION_NOISE,
     PatientSummary,
     days_since,
     direction,
@@ -28,7 +29,9 @@ PATIENT = "MRN-3381"
 DOSE = T0 - timedelta(days=8)
 
 
-def summarize(state: PatientState, now: datetime) -> PatientSummary | None:
+def summarize(
+    state: PatientState, now: datetime, noise: NoiseModel = DIRECTION_NOISE
+) -> PatientSummary | None:
     return patient_summary(
         state,
         PATIENT,
@@ -36,6 +39,7 @@ def summarize(state: PatientState, now: datetime) -> PatientSummary | None:
         window=(7, 14),
         ctcae_version="5.0",
         default_lln=DEFAULT_LLN,
+        noise=noise,
     )
 
 
@@ -162,15 +166,7 @@ def test_the_direction_uses_the_noise_model_it_is_given() -> None:
     # within the noise of a site that asks for Z 4 (fall RCV about -54 %).
     state = course()
     now = T0 + timedelta(days=1, hours=2)
-    wide = patient_summary(
-        state,
-        PATIENT,
-        now,
-        window=(7, 14),
-        ctcae_version="5.0",
-        default_lln=DEFAULT_LLN,
-        noise=NoiseModel(4.0),
-    )
+    wide = summarize(state, now, NoiseModel(4.0))
     assert wide is not None
     assert wide.counts["neutrophils"].direction == "stable"
     default = summarize(state, now)
