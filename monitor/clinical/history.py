@@ -49,8 +49,9 @@ class Entry(NamedTuple):
     sex: str | None
     readings: dict[Analyte, Reading]
     last_chemo_at: float | None = None
-    # The entry's JSON, made once: entries never change, and re-serializing a whole history on
-    # every result cost more than detecting on it.
+    # The entry's JSON, made once (or taken from the stored state it was loaded from):
+    # entries never change, and re-serializing a whole history on every result cost more than
+    # detecting on it.
     wire: bytes = b""
 
     @property
@@ -375,26 +376,18 @@ def _rest_to_dict(state: PatientState) -> dict[str, Any]:
 _ANALYTE_BY_VALUE: dict[str, Analyte] = {a.value: a for a in Analyte}
 
 
-def state_from_dict(data: dict[str, Any]) -> PatientState:
+def state_from_dict(data: dict[str, Any], raw: bytes = b"") -> PatientState:
+    """The state of its decoded JSON form; ``raw``, the bytes it was decoded from, lends each
+    history entry its JSON (``_entry_wires``) instead of encoding it again.
+
+    Raises ValueError for a state version this code does not know.
+    """
     if data.get("v") != 1:
         raise ValueError("unsupported patient state version")
-    analyte = _ANALYTE_BY_VALUE
+    rows = data["h"]
+    wires = _entry_wires(raw, data.get("hl"), len(rows))
     history = [
-        with_wire(
-            Entry(
-                rid,
-                ts,
-                status,
-                fp,
-                sex,
-                {
-                    analyte[a]: Reading(r[0], r[1], r[2], r[3], bool(r[4]))
-                    for a, r in readings.items()
-                },
-                chemo,
-            )
-        )
-        for rid, ts, status, fp, sex, readings, chemo in data["h"]
+        _entry_of_row(row, wire) for row, wire in zip(rows, wires or [b""] * len(rows), strict=True)
     ]
     episodes = {c: Episode(*values) for c, values in data["e"].items()}
     for c, (worst, anchor, *more) in data.get("x", {}).items():
@@ -423,16 +416,72 @@ def state_from_dict(data: dict[str, Any]) -> PatientState:
     )
 
 
+def _entry_of_row(row: list[Any], wire: bytes) -> Entry:
+    """The Entry of its JSON form (``_with_wire``); ``wire``: that form's bytes, or empty to
+    encode it again."""
+    rid, ts, status, fp, sex, readings, chemo = row
+    analyte = _ANALYTE_BY_VALUE
+    fields = (
+        rid,
+        ts,
+        status,
+        fp,
+        sex,
+        # A reading's row is its five fields in order (``derived`` a JSON boolean).
+        {analyte[a]: _new(Reading, r) for a, r in readings.items()},
+        chemo,
+    )
+    if not wire:
+        return _with_wire(fields)
+    entry: Entry = _new(Entry, (*fields, wire))
+    return entry
+
+
+# What ``dump_state`` writes before the first history entry.
+_HISTORY_START = b'{"v":1,"h":['
+
+
+def _entry_wires(raw: bytes, lengths: object, count: int) -> list[bytes] | None:
+    """Each history entry's JSON bytes, sliced out of ``raw`` by the byte lengths ``dump_state``
+    wrote beside them (``"hl"``); None when they are absent (state written before them) or do
+    not frame ``count`` JSON arrays separated by commas, which then get encoded again."""
+    if not isinstance(lengths, list) or len(lengths) != count or not raw.startswith(_HISTORY_START):
+        return None
+    wires = []
+    at = len(_HISTORY_START)
+    for length in lengths:
+        if type(length) is not int or length < 2:
+            return None
+        end = at + length
+        wire = raw[at:end]
+        if wire[:1] != b"[" or wire[-1:] != b"]" or raw[end : end + 1] not in (b",", b"]"):
+            return None
+        wires.append(wire)
+        at = end + 1
+    if count and raw[at - 1 : at] != b"]":
+        return None
+    return wires
+
+
 def _anchor(values: list[Any]) -> Anchor:
     return Anchor(values[0], values[1], values[2], bool(values[3]))
 
 
 def dump_state(state: PatientState) -> bytes:
-    """``{"v":1,"h":[entries...],"e":...,"c":...,"w":...,"o":...}`` from the entries' own JSON."""
-    entries = b",".join(e.wire or with_wire(e).wire for e in state.history)
-    rest = to_json(_rest_to_dict(state))  # b'{"e":...}'
-    return b'{"v":1,"h":[' + entries + b"]," + rest[1:]
+    """``{"v":1,"h":[entries...],"e":...,"c":...,"w":...,"o":...,"hl":[lengths...]}`` from the
+    entries' own JSON; ``"hl"`` gives each entry's length in bytes."""
+    wires = [e.wire or with_wire(e).wire for e in state.history]
+    rest = _rest_to_dict(state)
+    # Each entry's length in bytes, so that loading can take the entries' JSON from the bytes
+    # instead of encoding them again (``_entry_wires``); a version without it ignores the key.
+    rest["hl"] = [len(w) for w in wires]
+    return _HISTORY_START + b",".join(wires) + b"]," + to_json(rest)[1:]
 
 
 def load_state(raw: bytes) -> PatientState:
-    return state_from_dict(from_json(raw))
+    """The state ``dump_state`` wrote (or an earlier version of it). Loading a whole history
+    was most of a result's cost once histories grew (50 entries: 1,085 us, of which 219 us
+    JSON decoding; with the entries' JSON taken from ``raw``: 572 us; 2026-11-30).
+
+    Raises ValueError for bytes that are not JSON or a state version this code does not know."""
+    return state_from_dict(from_json(raw), raw)
