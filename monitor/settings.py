@@ -94,10 +94,11 @@ class MonitorSettings(BaseSettings):
     # size limit in bytes (Faust's default 16384; 1 makes every record a batch of its own).
     producer_linger: float = Field(default=0.001, ge=0, le=1)
     producer_max_batch_bytes: int = Field(default=16_384, ge=1, le=16_777_216)
-    # The agents take input in batches (monitor.stream.app): at most this many messages, and a
-    # batch closes this long after the agent asked for it even if not full.
+    # The agents hand their input on in natural batches (monitor.stream.batcher): what arrived
+    # while the last batch was handled, at most this many messages, after waiting this long
+    # for more once a batch's first message is in (0: not at all).
     batch_max_messages: int = Field(default=500, ge=1, le=100_000)
-    batch_max_wait_ms: float = Field(default=10.0, gt=0, le=10_000)
+    batch_linger_ms: float = Field(default=0.0, ge=0, le=10_000)
     # Faust's consumer: records per poll (None: no limit) and events buffered per stream.
     broker_max_poll_records: int | None = Field(default=None, ge=1)
     stream_buffer_maxsize: int = Field(default=4096, ge=1)

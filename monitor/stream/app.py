@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from monitor.kafka.security import faust_credentials
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.settings import MonitorSettings
 from monitor.stream.batch import BatchHandler, Item, PendingStates, StateWrite
+from monitor.stream.batcher import Batcher
 from monitor.stream.locks import KeyedLocks
 from monitor.stream.processor import Origin, ResultProcessor, Send
 from monitor.stream.transport import MonitorFaustApp
@@ -197,18 +198,15 @@ class MonitorApp:
 
     # --- the agents ------------------------------------------------------------------------
 
-    async def _consume(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        """Take the stream in batches (at most ``batch_max_messages``, closed ``batch_max_wait_ms``
-        after the agent asks for one) and acknowledge each batch only once it is handled.
+    async def _consume(self, stream: faust.StreamT[bytes]) -> None:
+        """Hand the stream's events on in natural batches (``monitor.stream.batcher``: what
+        arrived while the last batch was handled, at most ``batch_max_messages``) and
+        acknowledge each batch only once it is handled.
 
-        ``noack_take`` leaves the acknowledgements to us: ``take`` would acknowledge a batch
-        whose handling raised when the agent stops (faust/streams.py, its ``finally``).
+        The events come from ``stream.noack()``, which leaves the acknowledgements to us.
         """
-        wait = self.settings.batch_max_wait_ms / 1000
-        take = cast(faust.Stream[bytes], stream).noack_take
-        # noack_take yields the events themselves (typed as values in faust-streaming 0.15.3).
-        async for batch in take(self.settings.batch_max_messages, within=wait):
-            events = cast(list[faust.EventT[bytes]], batch)
+
+        async def handle(events: list[faust.EventT[bytes]]) -> None:
             try:
                 await self.batches.handle([_item(event) for event in events])
             except Exception as exc:
@@ -216,7 +214,17 @@ class MonitorApp:
                 raise
             for event in events:
                 await stream.ack(event)
-            yield None
+
+        batcher = Batcher(
+            handle,
+            max_size=self.settings.batch_max_messages,
+            linger_s=self.settings.batch_linger_ms / 1000,
+        )
+        async with batcher:
+            # ``noack`` is on faust.Stream, not on its StreamT protocol (faust-streaming 0.15.3).
+            manual = cast(faust.Stream[bytes], stream).noack()
+            async for event in manual.events():
+                await batcher.add(event)
 
     def _fail_stop(self, exc: Exception) -> None:
         """A batch failed after planning (the producer or the store refused): stop the worker

@@ -19,6 +19,7 @@ from monitor.settings import MonitorSettings
 from monitor.stream import app as app_module
 from monitor.stream.app import MonitorApp, faust_settings
 from monitor.stream.batch import PendingStates
+from monitor.stream.batcher import BatchFailedError
 from monitor.stream.processor import Send
 
 
@@ -58,15 +59,19 @@ def test_tunables_reach_faust(tmp_path: Path) -> None:
     assert monitor.app.end_offsets_per_batch is True
 
 
-class _Take:
-    """A stream that hands the agent one batch, and records what the agent acknowledges."""
+class _Stream:
+    """A stream that delivers ``events`` then ends, and records what the agent acknowledges."""
 
     def __init__(self, events: list[Any]) -> None:
-        self.events = events
+        self._events = events
         self.acked: list[Any] = []
 
-    async def noack_take(self, max_: int, within: float) -> AsyncIterator[list[Any]]:
-        yield self.events
+    def noack(self) -> _Stream:
+        return self
+
+    async def events(self) -> AsyncIterator[Any]:
+        for event in self._events:
+            yield event
 
     async def ack(self, event: Any) -> bool:
         self.acked.append(event)
@@ -93,10 +98,10 @@ async def test_a_failed_batch_acknowledges_nothing_and_stops_the_worker(
         raise ConnectionError("the broker refused the record")
 
     monitor.batches.publish = refused
-    stream = _Take([_event(1, b"{not json"), _event(2, b"{not json either")])
-    with pytest.raises(ConnectionError):
-        async for _ in monitor._consume(stream):  # type: ignore[arg-type]
-            pass
+    stream = _Stream([_event(1, b"{not json"), _event(2, b"{not json either")])
+    with pytest.raises(BatchFailedError) as raised:
+        await monitor._consume(stream)  # type: ignore[arg-type]
+    assert isinstance(raised.value.__cause__, ConnectionError)
     assert stream.acked == []
     assert signals == [signal.SIGTERM]
     assert monitor.health() == (503, {"status": "failed", "error_class": "ConnectionError"})
@@ -115,9 +120,8 @@ async def test_a_handled_batch_is_acknowledged_in_order(tmp_path: Path) -> None:
 
     monitor.batches.publish = publish
     events = [_event(1, b"{not json"), _event(2, b"[]")]
-    stream = _Take(events)
-    async for _ in monitor._consume(stream):  # type: ignore[arg-type]
-        pass
+    stream = _Stream(events)
+    await monitor._consume(stream)  # type: ignore[arg-type]
     assert stream.acked == events
     assert [dict(s.headers)["dlq.source_offset"] for s in sent] == [b"1", b"2"]
     assert monitor.health() == (200, {"status": "alive"})
