@@ -30,7 +30,7 @@ from faust.web.exceptions import ServiceUnavailable
 
 from monitor.bridge.pseudonym import Pseudonymizer
 from monitor.clinical.analytes import Analyte, Sex
-from monitor.clinical.history import load_state
+from monitor.clinical.stored_state import load_state
 from monitor.clinical.watch import WATCHED
 from monitor.dashboard.feed import AlertFeed
 from monitor.dashboard.trend import analytes_trend, episode_trend

@@ -21,7 +21,7 @@ from faust.types import TP, Message
 from faust.web import Request, Response, View
 from mode import CrashingSupervisor
 
-from monitor.clinical.history import load_state
+from monitor.clinical.stored_state import load_state
 from monitor.dashboard.routes import install_dashboard, reveals_patient_ids
 from monitor.kafka.security import faust_credentials
 from monitor.metrics import CONTENT_TYPE, Metrics

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,12 +24,14 @@ from monitor.adapters.rows import Parsed
 from monitor.adapters.vitals import parse_vital
 from monitor.clinical.context import Treatment
 from monitor.clinical.detector import Detector, Outcome
-from monitor.clinical.history import PatientState, dump_state, load_state, raw_fingerprint
+from monitor.clinical.history import PatientState, raw_fingerprint
 from monitor.clinical.model import CBCResult
+from monitor.clinical.stored_state import dump_state, load_state
 from monitor.clinical.variation import NoiseModel
 from monitor.clinical.watch import patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
+from monitor.stream.state_cache import StateCache
 
 Headers = list[tuple[str, bytes]]
 
@@ -174,45 +176,6 @@ def apply_event(
     if kind == "vital":
         return detector.process_vital(state, item, now)
     return detector.process(state, item, now, raw_fingerprint(raw))
-
-
-class StateCache:
-    """Decoded patient states of recently seen patients, bounded (least recently used goes).
-
-    Decoding a long history costs far more than the detection itself. An entry is used only
-    while the table still holds exactly the bytes it was made from, so a state another worker
-    changed during a rebalance is decoded afresh, never served stale.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[bytes, tuple[bytes, PatientState]] = OrderedDict()
-
-    def get(self, key: bytes, stored: bytes | None) -> PatientState | None:
-        if stored is None:
-            self._entries.pop(key, None)
-            return None
-        cached = self._entries.get(key)
-        if cached is not None and cached[0] == stored:
-            self._entries.move_to_end(key)
-            return cached[1]
-        state = load_state(stored)
-        self.put(key, stored, state)
-        return state
-
-    def put(self, key: bytes, stored: bytes, state: PatientState) -> None:
-        if self.size <= 0:
-            return
-        self._entries[key] = (stored, state)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def forget(self, key: bytes) -> None:
-        self._entries.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class ResultProcessor:

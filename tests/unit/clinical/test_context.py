@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from monitor.clinical.context import Treatment, VitalSign, has_fever
 from monitor.clinical.detector import Detector
-from monitor.clinical.history import PatientState, dump_state, load_state
+from monitor.clinical.history import PatientState
+from monitor.clinical.stored_state import dump_state, load_state
 from tests.builders import NOW, T0, cbc, events, replay
 
 HOUR = 3600.0

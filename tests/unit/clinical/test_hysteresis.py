@@ -9,8 +9,8 @@ import pytest
 from monitor.clinical.alert import Alert
 from monitor.clinical.context import VitalSign
 from monitor.clinical.detector import Detector, DetectorSettings
-from monitor.clinical.history import dump_state, load_state
 from monitor.clinical.model import CBCResult
+from monitor.clinical.stored_state import dump_state, load_state
 from tests.builders import NOW, T0, cbc, events, replay
 
 DAY = 24.0

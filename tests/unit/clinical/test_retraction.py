@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.clinical.detector import Detector, DetectorSettings
-from monitor.clinical.history import PatientState, dump_state, load_state
+from monitor.clinical.history import PatientState
 from monitor.clinical.model import CBCResult
+from monitor.clinical.stored_state import dump_state, load_state
 from tests.builders import NOW, T0, cbc, events, replay
 
 

@@ -17,7 +17,7 @@ from yarl import URL
 from monitor.bridge.pseudonym import Pseudonymizer, load_pseudonym_key
 from monitor.clinical.alert import Alert
 from monitor.clinical.analytes import DEFAULT_LLN
-from monitor.clinical.history import dump_state
+from monitor.clinical.stored_state import dump_state
 from monitor.clinical.watch import PatientSummary, patient_summary
 from monitor.dashboard.routes import (
     CONTENT_SECURITY_POLICY,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.clinical.history import load_state
+from monitor.clinical.stored_state import load_state
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
 from monitor.stream.batch import BatchHandler, Item, PendingStates, StateWrite, last_per_key

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.clinical.history import load_state
+from monitor.clinical.stored_state import load_state
 from monitor.clinical.watch import PatientSummary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings

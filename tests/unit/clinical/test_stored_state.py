@@ -1,5 +1,6 @@
-"""The patient state's stored form: what ``dump_state`` writes ``load_state`` reads back, and
-each history entry keeps the JSON it was read from (``"hl"``, the entries' byte lengths)."""
+"""The patient state's stored form (monitor.clinical.stored_state): what ``dump_state`` writes
+``load_state`` reads back, and each history entry keeps the JSON it was read from (``"hl"``,
+the entries' byte lengths)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.clinical.history import PatientState, dump_state, load_state, with_wire
+from monitor.clinical.history import PatientState, with_wire
+from monitor.clinical.stored_state import dump_state, load_state
 from tests.builders import cbc, replay
 
 
