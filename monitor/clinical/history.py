@@ -249,26 +249,36 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
     ``content_hash`` identifies the content for redelivery detection; by default it is computed
     from the validated fields.
     """
-    readings: dict[Analyte, Reading] = {
-        analyte: _new(
-            Reading,
-            (to_canonical(analyte, c.value, c.unit), c.value, c.unit, c.lln, False),
-        )
-        for analyte, c in result.components.items()
-    }
+    # The readings and their JSON form (``_with_wire``) in one pass over the components.
+    readings: dict[Analyte, Reading] = {}
+    listed: dict[str, list[Any]] = {}
+    key = _ANALYTE_KEY
+    for analyte, c in result.components.items():
+        value, unit, lln = c.value, c.unit, c.lln
+        canonical = to_canonical(analyte, value, unit)
+        readings[analyte] = _new(Reading, (canonical, value, unit, lln, False))
+        listed[key[analyte]] = [canonical, value, unit, lln, False]
+    count = len(readings)
+    readings = with_derived(readings)
+    if len(readings) != count:  # counts derived from the differential: listed after the rest
+        for analyte, reading in readings.items():
+            if reading.derived:
+                listed[key[analyte]] = list(reading)
     chemo = result.context.last_chemo_at
     sex = result.sex
-    return _with_wire(
-        (
-            result.result_id,
-            result.collected_at.timestamp(),
-            result.status,
-            content_hash or fingerprint(result),
-            _SEX_KEY[sex] if sex is not None else None,
-            with_derived(readings),
-            chemo.timestamp() if chemo is not None else None,
-        )
+    fields = (
+        result.result_id,
+        result.collected_at.timestamp(),
+        result.status,
+        content_hash or fingerprint(result),
+        _SEX_KEY[sex] if sex is not None else None,
+        readings,
+        chemo.timestamp() if chemo is not None else None,
     )
+    wire: list[Any] = list(fields)
+    wire[5] = listed
+    entry: Entry = _new(Entry, (*fields, to_json(wire)))
+    return entry
 
 
 def merge_part(previous: Entry, part: Entry) -> Entry:
