@@ -69,6 +69,10 @@ _FEBRILE_NEUTROPENIA = Condition.FEBRILE_NEUTROPENIA
 _ANEMIA = Condition.ANEMIA
 _MALE, _FEMALE = Sex.MALE, Sex.FEMALE
 _PANCY_ANALYTES = CONDITION_ANALYTES[Condition.PANCYTOPENIA]
+_UNSEEN = Graded(0, None, None, None, None, None)  # type: ignore[arg-type]  # a memo miss
+# tuple.__new__ builds a Graded without the Python-level __new__ of a NamedTuple; every field
+# is given, in order.
+_new = tuple.__new__
 
 
 class Evaluator:
@@ -210,18 +214,27 @@ class Evaluator:
     def _grade_reading(self, state: PatientState, entry: Entry, analyte: Analyte) -> Graded | None:
         """``analyte``'s grade in ``entry`` (memoised for this message: see ``forget``)."""
         key = (entry.result_id, analyte)
-        if key in self._memo:
-            return self._memo[key]
-        graded: Graded | None = None
+        memo = self._memo
+        graded = memo.get(key, _UNSEEN)
+        if graded is not _UNSEEN:
+            return graded
+        graded = None
         scale = self._scales.get(analyte)
         reading = entry.readings.get(analyte)
         if scale is not None and reading is not None:
-            grade_, lln, source = reading_grade(
-                scale, state, entry, analyte, reading, self._default_lln
-            )
+            # reading_grade, inlined: this runs for every graded reading of every result.
+            unit = reading.unit
+            lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
+            if lln is None:
+                lln_in_unit = None
+            elif source == "lab":
+                lln_in_unit = reading.lln
+            else:
+                lln_in_unit = from_canonical(analyte, lln, unit)
+            grade_ = grade_with_scale(scale, analyte, reading.raw, unit, lln_in_unit)
             if grade_ is not None:
-                graded = Graded(grade_, entry, analyte, reading, lln, source)
-        self._memo[key] = graded
+                graded = _new(Graded, (grade_, entry, analyte, reading, lln, source, None, None))
+        memo[key] = graded
         return graded
 
 
