@@ -36,7 +36,6 @@ value on a CTCAE boundary stays on it after conversion.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -252,63 +251,38 @@ _SEEN_MAX = 1024
 _SEEN: dict[Analyte, dict[str, Decimal]] = {analyte: {} for analyte in UNITS}
 
 
-def _factor(analyte: Analyte, unit: str) -> Decimal:
-    """``factor(analyte, unit)``, from ``_SEEN`` when it is there."""
-    seen = _SEEN.get(analyte)
-    f = seen.get(unit) if seen is not None else None
-    return f if f is not None else factor(analyte, unit)
-
-
 def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
     """Convert ``value`` in ``unit`` to the analyte's canonical unit, rounded correctly."""
-    f = _factor(analyte, unit)
+    seen = _SEEN.get(analyte)  # ``factor(analyte, unit)``, from ``_SEEN`` when it is there
+    f = seen.get(unit) if seen is not None else None
+    if f is None:
+        f = factor(analyte, unit)
     if f is _ONE:
         return float(value)
     if value == 0:
         return float(Decimal(repr(float(value))) * f)  # keeps the sign of a zero
-    return _product(f, float(value), _SCALED, _mul)
+    return _scaled(f, float(value))
 
 
 def from_canonical(analyte: Analyte, value: float, unit: str) -> float:
     """Convert a canonical value back to ``unit`` (used to state thresholds in a lab's unit)."""
-    f = _factor(analyte, unit)
+    seen = _SEEN.get(analyte)  # as in ``to_canonical``
+    f = seen.get(unit) if seen is not None else None
+    if f is None:
+        f = factor(analyte, unit)
     if f is _ONE:
         return float(value)
     if value == 0:
         return float(Decimal(repr(float(value))) / f)  # keeps the sign of a zero
-    return _product(f, float(value), _DIVIDED, _div)
+    return _divided(f, float(value))
 
 
-# Products already computed, by factor then value (a lab sends the same few values again and
-# again): keyed on the full input, so never stale. A zero never gets here (its sign matters and
-# 0.0 == -0.0 as a key). Emptied when it holds ``_PRODUCTS_MAX`` values.
-_PRODUCTS_MAX = 8192
-_SCALED: dict[Decimal, dict[float, float]] = {}
-_DIVIDED: dict[Decimal, dict[float, float]] = {}
-
-
-def _mul(f: Decimal, value: float) -> float:
-    """``value`` times ``f`` in decimal."""
+@lru_cache(maxsize=8192)
+def _scaled(f: Decimal, value: float) -> float:
+    """``value`` times ``f`` in decimal (a lab sends the same few values again and again)."""
     return float(Decimal(repr(value)) * f)
 
 
-def _div(f: Decimal, value: float) -> float:
-    """``value`` divided by ``f`` in decimal."""
+@lru_cache(maxsize=8192)
+def _divided(f: Decimal, value: float) -> float:
     return float(Decimal(repr(value)) / f)
-
-
-def _product(
-    f: Decimal,
-    value: float,
-    memo: dict[Decimal, dict[float, float]],
-    compute: Callable[[Decimal, float], float],
-) -> float:
-    by_value = memo.get(f)
-    if by_value is None:
-        by_value = memo[f] = {}
-    result = by_value.get(value)
-    if result is None:
-        if len(by_value) >= _PRODUCTS_MAX:
-            by_value.clear()
-        result = by_value[value] = compute(f, value)
-    return result
