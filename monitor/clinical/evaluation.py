@@ -69,6 +69,9 @@ _FEBRILE_NEUTROPENIA = Condition.FEBRILE_NEUTROPENIA
 _ANEMIA = Condition.ANEMIA
 _MALE, _FEMALE = Sex.MALE, Sex.FEMALE
 _PANCY_ANALYTES = CONDITION_ANALYTES[Condition.PANCYTOPENIA]
+# ``Entry.alertable`` compared inline in the loops over a history (a property call per entry).
+_PRELIMINARY = "preliminary"
+_GRADES_KEPT = 8192
 _UNSEEN = Graded(0, None, None, None, None, None)  # type: ignore[arg-type]  # a memo miss
 # tuple.__new__ builds a Graded without the Python-level __new__ of a NamedTuple; every field
 # is given, in order.
@@ -98,6 +101,10 @@ class Evaluator:
         self._febrile_window_s = febrile_window_hours * HOUR_S
         self._transfusion_s = transfusion_explains_hours * HOUR_S
         self._memo: dict[tuple[str, Analyte], Graded | None] = {}
+        # grade_with_scale's answers by (analyte, value, unit, lln): keyed on its full input (the
+        # scale is this evaluator's for the analyte), so never stale; a lab sends the same few
+        # values again and again. Emptied when it holds ``_GRADES_KEPT``.
+        self._grades: dict[tuple[Analyte, float, str, float | None], int | None] = {}
 
     def forget(self) -> None:
         """Drop the grades memoised for the previous message."""
@@ -111,7 +118,7 @@ class Evaluator:
             return self._evaluate_febrile_neutropenia(state)
         analytes = CONDITION_ANALYTES[condition]
         for entry in reversed(state.history):
-            if entry.alertable and not analytes.isdisjoint(entry.readings):
+            if entry.status != _PRELIMINARY and not analytes.isdisjoint(entry.readings):
                 if condition is _ANEMIA:
                     return self._grade_red_line(state, entry)
                 return self._grade_reading(state, entry, _ANALYTE_OF[condition])
@@ -121,7 +128,7 @@ class Evaluator:
         """On the latest ANC: below 1.0 with a fever close in time is grade 3, else none."""
         for entry in reversed(state.history):
             reading = entry.readings.get(Analyte.NEUTROPHILS)
-            if reading is None or not entry.alertable:
+            if reading is None or entry.status == _PRELIMINARY:
                 continue
             if reading.value >= FEBRILE_ANC_BELOW:
                 return Graded(0, entry, Analyte.NEUTROPHILS, reading, None, None)
@@ -156,7 +163,7 @@ class Evaluator:
         history = state.history
         for anchor in range(len(history) - 1, -1, -1):
             entry = history[anchor]
-            if entry.alertable and not _PANCY_ANALYTES.isdisjoint(entry.readings):
+            if entry.status != _PRELIMINARY and not _PANCY_ANALYTES.isdisjoint(entry.readings):
                 graded = self._pancytopenia_window(state, anchor)
                 if graded is not None:
                     return graded
@@ -170,7 +177,7 @@ class Evaluator:
             entry = history[i]
             if entry.collected_at < window_start:
                 break
-            if not entry.alertable:
+            if entry.status == _PRELIMINARY:
                 continue
             readings = entry.readings
             for name, line, analyte in _LINES:
@@ -224,14 +231,28 @@ class Evaluator:
         if scale is not None and reading is not None:
             # reading_grade, inlined: this runs for every graded reading of every result.
             unit = reading.unit
-            lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
-            if lln is None:
-                lln_in_unit = None
-            elif source == "lab":
-                lln_in_unit = reading.lln
+            lln_in_unit = reading.lln
+            lln: float | None
+            source: LlnSource | None
+            if lln_in_unit is not None and analyte not in state.lln_overrides:
+                # The lab's limit (lower_limit's second case, the usual one).
+                lln, source = to_canonical(analyte, lln_in_unit, unit), "lab"
             else:
-                lln_in_unit = from_canonical(analyte, lln, unit)
-            grade_ = grade_with_scale(scale, analyte, reading.raw, unit, lln_in_unit)
+                lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
+                if lln is None:
+                    lln_in_unit = None
+                elif source != "lab":
+                    lln_in_unit = from_canonical(analyte, lln, unit)
+            # The grade of these four figures on this evaluator's scale, as computed before.
+            grades = self._grades
+            figures = (analyte, reading.raw, unit, lln_in_unit)
+            grade_ = grades.get(figures, _UNSEEN)
+            if grade_ is _UNSEEN:
+                if len(grades) >= _GRADES_KEPT:
+                    grades.clear()
+                grade_ = grades[figures] = grade_with_scale(
+                    scale, analyte, reading.raw, unit, lln_in_unit
+                )
             if grade_ is not None:
                 graded = _new(Graded, (grade_, entry, analyte, reading, lln, source, None, None))
         memo[key] = graded
