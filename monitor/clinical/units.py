@@ -36,6 +36,7 @@ value on a CTCAE boundary stays on it after conversion.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -43,6 +44,7 @@ from typing import Any
 from monitor.clinical.analytes import Analyte
 
 _ONE = Decimal(1)
+ONE = _ONE  # the factor of every unit that is the canonical one (``factor(...) is ONE``)
 _MILLI = Decimal("0.001")
 
 # Per uL and per 10^9/L spellings of a cell count.
@@ -249,6 +251,8 @@ def is_known_unit(analyte: Analyte, unit: str) -> bool:
 # ``_SEEN_MAX`` strings per analyte, beyond which ``factor``'s own cache answers.
 _SEEN_MAX = 1024
 _SEEN: dict[Analyte, dict[str, Decimal]] = {analyte: {} for analyte in UNITS}
+# Read-only outside this module: a unit string in FACTORS_FOUND[analyte] is a known unit.
+FACTORS_FOUND: Mapping[Analyte, Mapping[str, Decimal]] = _SEEN
 
 
 def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
