@@ -312,14 +312,26 @@ def baseline_of(
     default_lln: Mapping[Analyte, Mapping[Sex, float]],
 ) -> float | None:
     """The patient's last normal value of ``analyte`` before ``entry`` (canonical unit)."""
-    key = entry.sort_key
+    at, result_id = entry.collected_at, entry.result_id
+    overridden = analyte in state.lln_overrides
     for previous in reversed(state.history):
-        if previous.sort_key >= key or not previous.alertable:
+        # Not before ``entry`` (sort_key >= entry's, compared without building the tuples), or
+        # not alertable: skipped.
+        previous_at = previous.collected_at
+        if (
+            previous_at > at
+            or (previous_at == at and previous.result_id >= result_id)
+            or previous.status == _PRELIMINARY
+        ):
             continue
         reading = previous.readings.get(analyte)
         if reading is None:
             continue
-        lln, _ = lower_limit(state, previous, analyte, reading, default_lln)
+        lab = reading.lln
+        if lab is not None and not overridden:
+            lln: float | None = to_canonical(analyte, lab, reading.unit)  # lower_limit's "lab"
+        else:
+            lln, _ = lower_limit(state, previous, analyte, reading, default_lln)
         if lln is not None and reading.value >= lln:
             return reading.value
     return None
