@@ -15,13 +15,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from pydantic_core import from_json, to_json
 
 from monitor.clinical.analytes import Analyte, Sex
 from monitor.clinical.model import CBCResult
-from monitor.clinical.units import CANONICAL_UNIT, to_canonical
+from monitor.clinical.units import CANONICAL_UNIT, FACTORS_FOUND, ONE, to_canonical
 
 STATUS_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
 
@@ -152,12 +153,15 @@ class PatientState:
 
     def find(self, result_id: str) -> int | None:
         """The index of the last entry of ``result_id`` in the history, or None."""
-        i = len(self.history)
-        for entry in reversed(self.history):
-            i -= 1
-            if entry.result_id == result_id:
-                return i
-        return None
+        history = self.history
+        last = len(history) - 1
+        if last >= 0 and history[last].result_id == result_id:
+            return last  # the usual case once a result is in: the newest entry
+        ids = list(map(_RESULT_ID, history))  # compared in C, not one by one in Python
+        if result_id not in ids:
+            return None
+        ids.reverse()
+        return last - ids.index(result_id)
 
     def insert(self, entry: Entry) -> None:
         history = self.history
@@ -232,6 +236,8 @@ _SEX_KEY: dict[str, str] = {s: s.value for s in Sex}
 # tuple.__new__ builds a Reading or Entry without the Python-level __new__ of a NamedTuple;
 # every field is given, in order.
 _new = tuple.__new__
+_NOTHING: dict[str, object] = {}
+_RESULT_ID = itemgetter(0)  # Entry.result_id
 
 
 def _sort_key(entry: Entry) -> tuple[float, str]:
@@ -253,9 +259,12 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
     readings: dict[Analyte, Reading] = {}
     listed: dict[str, list[Any]] = {}
     key = _ANALYTE_KEY
+    found = FACTORS_FOUND
     for analyte, c in result.components.items():
         value, unit, lln = c.value, c.unit, c.lln
-        canonical = to_canonical(analyte, value, unit)
+        # A float in a unit of factor 1 is its own canonical value (as to_canonical returns it).
+        one = found.get(analyte, _NOTHING).get(unit) is ONE and type(value) is float
+        canonical = value if one else to_canonical(analyte, value, unit)
         readings[analyte] = _new(Reading, (canonical, value, unit, lln, False))
         listed[key[analyte]] = [canonical, value, unit, lln, False]
     count = len(readings)
@@ -275,10 +284,8 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
         readings,
         chemo.timestamp() if chemo is not None else None,
     )
-    wire: list[Any] = list(fields)
-    wire[5] = listed
-    entry: Entry = _new(Entry, (*fields, to_json(wire)))
-    return entry
+    wire: list[Any] = [*fields[:5], listed, fields[6]]
+    return _new(Entry, (*fields, to_json(wire)))
 
 
 def merge_part(previous: Entry, part: Entry) -> Entry:
