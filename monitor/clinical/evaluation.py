@@ -101,10 +101,12 @@ class Evaluator:
         self._febrile_window_s = febrile_window_hours * HOUR_S
         self._transfusion_s = transfusion_explains_hours * HOUR_S
         self._memo: dict[tuple[str, Analyte], Graded | None] = {}
-        # grade_with_scale's answers by (analyte, value, unit, lln): keyed on its full input (the
-        # scale is this evaluator's for the analyte), so never stale; a lab sends the same few
-        # values again and again. Emptied when it holds ``_GRADES_KEPT``.
-        self._grades: dict[tuple[Analyte, float, str, float | None], int | None] = {}
+        # grade_with_scale's answers by (analyte, value, unit, lln), each with the scale it was
+        # graded on: keyed on its full input, so never stale; a lab sends the same few values
+        # again and again. Emptied when it holds ``_GRADES_KEPT``.
+        self._grades: dict[
+            tuple[Analyte, float, str, float | None], tuple[GradeScale, int | None]
+        ] = {}
 
     def forget(self) -> None:
         """Drop the grades memoised for the previous message."""
@@ -243,16 +245,18 @@ class Evaluator:
                     lln_in_unit = None
                 elif source != "lab":
                     lln_in_unit = from_canonical(analyte, lln, unit)
-            # The grade of these four figures on this evaluator's scale, as computed before.
+            # The grade of these four figures on this scale, as computed before (the scale is
+            # kept with it and compared, so a table changed since is never answered from here).
             grades = self._grades
             figures = (analyte, reading.raw, unit, lln_in_unit)
-            grade_ = grades.get(figures, _UNSEEN)
-            if grade_ is _UNSEEN:
+            known = grades.get(figures)
+            if known is not None and known[0] is scale:
+                grade_ = known[1]
+            else:
                 if len(grades) >= _GRADES_KEPT:
                     grades.clear()
-                grade_ = grades[figures] = grade_with_scale(
-                    scale, analyte, reading.raw, unit, lln_in_unit
-                )
+                grade_ = grade_with_scale(scale, analyte, reading.raw, unit, lln_in_unit)
+                grades[figures] = (scale, grade_)
             if grade_ is not None:
                 graded = _new(Graded, (grade_, entry, analyte, reading, lln, source, None, None))
         memo[key] = graded
