@@ -182,7 +182,7 @@ class PatientState:
             history = [e for e in history if e.collected_at >= cutoff]
         self.history = history[-max_results:] if len(history) > max_results else history
         if self.suppressed:
-            present = {e.result_id for e in self.history}
+            present = set(map(_RESULT_ID, self.history))  # the ids, collected in C
             self.suppressed = {
                 c: kept_ids
                 for c, ids in self.suppressed.items()
