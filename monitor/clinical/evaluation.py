@@ -69,6 +69,13 @@ _FEBRILE_NEUTROPENIA = Condition.FEBRILE_NEUTROPENIA
 _ANEMIA = Condition.ANEMIA
 _MALE, _FEMALE = Sex.MALE, Sex.FEMALE
 _PANCY_ANALYTES = CONDITION_ANALYTES[Condition.PANCYTOPENIA]
+# ``Entry.alertable`` compared inline in the loops over a history (a property call per entry).
+_PRELIMINARY = "preliminary"
+_GRADES_KEPT = 8192
+_UNSEEN = Graded(0, None, None, None, None, None)  # type: ignore[arg-type]  # a memo miss
+# tuple.__new__ builds a Graded without the Python-level __new__ of a NamedTuple; every field
+# is given, in order.
+_new = tuple.__new__
 
 
 class Evaluator:
@@ -94,6 +101,12 @@ class Evaluator:
         self._febrile_window_s = febrile_window_hours * HOUR_S
         self._transfusion_s = transfusion_explains_hours * HOUR_S
         self._memo: dict[tuple[str, Analyte], Graded | None] = {}
+        # grade_with_scale's answers by (analyte, value, unit, lln), each with the scale it was
+        # graded on: keyed on its full input, so never stale; a lab sends the same few values
+        # again and again. Emptied when it holds ``_GRADES_KEPT``.
+        self._grades: dict[
+            tuple[Analyte, float, str, float | None], tuple[GradeScale, int | None]
+        ] = {}
 
     def forget(self) -> None:
         """Drop the grades memoised for the previous message."""
@@ -107,7 +120,7 @@ class Evaluator:
             return self._evaluate_febrile_neutropenia(state)
         analytes = CONDITION_ANALYTES[condition]
         for entry in reversed(state.history):
-            if entry.alertable and not analytes.isdisjoint(entry.readings):
+            if entry.status != _PRELIMINARY and not analytes.isdisjoint(entry.readings):
                 if condition is _ANEMIA:
                     return self._grade_red_line(state, entry)
                 return self._grade_reading(state, entry, _ANALYTE_OF[condition])
@@ -117,7 +130,7 @@ class Evaluator:
         """On the latest ANC: below 1.0 with a fever close in time is grade 3, else none."""
         for entry in reversed(state.history):
             reading = entry.readings.get(Analyte.NEUTROPHILS)
-            if reading is None or not entry.alertable:
+            if reading is None or entry.status == _PRELIMINARY:
                 continue
             if reading.value >= FEBRILE_ANC_BELOW:
                 return Graded(0, entry, Analyte.NEUTROPHILS, reading, None, None)
@@ -152,7 +165,7 @@ class Evaluator:
         history = state.history
         for anchor in range(len(history) - 1, -1, -1):
             entry = history[anchor]
-            if entry.alertable and not _PANCY_ANALYTES.isdisjoint(entry.readings):
+            if entry.status != _PRELIMINARY and not _PANCY_ANALYTES.isdisjoint(entry.readings):
                 graded = self._pancytopenia_window(state, anchor)
                 if graded is not None:
                     return graded
@@ -166,7 +179,7 @@ class Evaluator:
             entry = history[i]
             if entry.collected_at < window_start:
                 break
-            if not entry.alertable:
+            if entry.status == _PRELIMINARY:
                 continue
             readings = entry.readings
             for name, line, analyte in _LINES:
@@ -210,18 +223,43 @@ class Evaluator:
     def _grade_reading(self, state: PatientState, entry: Entry, analyte: Analyte) -> Graded | None:
         """``analyte``'s grade in ``entry`` (memoised for this message: see ``forget``)."""
         key = (entry.result_id, analyte)
-        if key in self._memo:
-            return self._memo[key]
-        graded: Graded | None = None
+        memo = self._memo
+        graded = memo.get(key, _UNSEEN)
+        if graded is not _UNSEEN:
+            return graded
+        graded = None
         scale = self._scales.get(analyte)
         reading = entry.readings.get(analyte)
         if scale is not None and reading is not None:
-            grade_, lln, source = reading_grade(
-                scale, state, entry, analyte, reading, self._default_lln
-            )
+            # reading_grade, inlined: this runs for every graded reading of every result.
+            unit = reading.unit
+            lln_in_unit = reading.lln
+            lln: float | None
+            source: LlnSource | None
+            if lln_in_unit is not None and analyte not in state.lln_overrides:
+                # The lab's limit (lower_limit's second case, the usual one).
+                lln, source = to_canonical(analyte, lln_in_unit, unit), "lab"
+            else:
+                lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
+                if lln is None:
+                    lln_in_unit = None
+                elif source != "lab":
+                    lln_in_unit = from_canonical(analyte, lln, unit)
+            # The grade of these four figures on this scale, as computed before (the scale is
+            # kept with it and compared, so a table changed since is never answered from here).
+            grades = self._grades
+            figures = (analyte, reading.raw, unit, lln_in_unit)
+            known = grades.get(figures)
+            if known is not None and known[0] is scale:
+                grade_ = known[1]
+            else:
+                if len(grades) >= _GRADES_KEPT:
+                    grades.clear()
+                grade_ = grade_with_scale(scale, analyte, reading.raw, unit, lln_in_unit)
+                grades[figures] = (scale, grade_)
             if grade_ is not None:
-                graded = Graded(grade_, entry, analyte, reading, lln, source)
-        self._memo[key] = graded
+                graded = _new(Graded, (grade_, entry, analyte, reading, lln, source, None, None))
+        memo[key] = graded
         return graded
 
 
@@ -278,14 +316,26 @@ def baseline_of(
     default_lln: Mapping[Analyte, Mapping[Sex, float]],
 ) -> float | None:
     """The patient's last normal value of ``analyte`` before ``entry`` (canonical unit)."""
-    key = entry.sort_key
+    at, result_id = entry.collected_at, entry.result_id
+    overridden = analyte in state.lln_overrides
     for previous in reversed(state.history):
-        if previous.sort_key >= key or not previous.alertable:
+        # Not before ``entry`` (sort_key >= entry's, compared without building the tuples), or
+        # not alertable: skipped.
+        previous_at = previous.collected_at
+        if (
+            previous_at > at
+            or (previous_at == at and previous.result_id >= result_id)
+            or previous.status == _PRELIMINARY
+        ):
             continue
         reading = previous.readings.get(analyte)
         if reading is None:
             continue
-        lln, _ = lower_limit(state, previous, analyte, reading, default_lln)
+        lab = reading.lln
+        if lab is not None and not overridden:
+            lln: float | None = to_canonical(analyte, lab, reading.unit)  # lower_limit's "lab"
+        else:
+            lln, _ = lower_limit(state, previous, analyte, reading, default_lln)
         if lln is not None and reading.value >= lln:
             return reading.value
     return None

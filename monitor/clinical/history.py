@@ -12,13 +12,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
 from monitor.clinical.analytes import Analyte, Sex
 from monitor.clinical.model import CBCResult
-from monitor.clinical.units import CANONICAL_UNIT, to_canonical
+from monitor.clinical.units import CANONICAL_UNIT, FACTORS_FOUND, ONE, to_canonical
 
 STATUS_RANK = {"preliminary": 0, "final": 1, "corrected": 2}
 
@@ -150,12 +151,15 @@ class PatientState:
 
     def find(self, result_id: str) -> int | None:
         """The index of the last entry of ``result_id`` in the history, or None."""
-        i = len(self.history)
-        for entry in reversed(self.history):
-            i -= 1
-            if entry.result_id == result_id:
-                return i
-        return None
+        history = self.history
+        last = len(history) - 1
+        if last >= 0 and history[last].result_id == result_id:
+            return last  # the usual case once a result is in: the newest entry
+        ids = list(map(_RESULT_ID, history))  # compared in C, not one by one in Python
+        if result_id not in ids:
+            return None
+        ids.reverse()
+        return last - ids.index(result_id)
 
     def insert(self, entry: Entry) -> None:
         history = self.history
@@ -176,7 +180,7 @@ class PatientState:
             history = [e for e in history if e.collected_at >= cutoff]
         self.history = history[-max_results:] if len(history) > max_results else history
         if self.suppressed:
-            present = {e.result_id for e in self.history}
+            present = set(map(_RESULT_ID, self.history))  # the ids, collected in C
             self.suppressed = {
                 c: kept_ids
                 for c, ids in self.suppressed.items()
@@ -230,6 +234,8 @@ _SEX_KEY: dict[str, str] = {s: s.value for s in Sex}
 # tuple.__new__ builds a Reading or Entry without the Python-level __new__ of a NamedTuple;
 # every field is given, in order.
 _new = tuple.__new__
+_NOTHING: dict[str, object] = {}
+_RESULT_ID = itemgetter(0)  # Entry.result_id
 
 
 def _sort_key(entry: Entry) -> tuple[float, str]:
@@ -247,26 +253,37 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
     ``content_hash`` identifies the content for redelivery detection; by default it is computed
     from the validated fields.
     """
-    readings: dict[Analyte, Reading] = {
-        analyte: _new(
-            Reading,
-            (to_canonical(analyte, c.value, c.unit), c.value, c.unit, c.lln, False),
-        )
-        for analyte, c in result.components.items()
-    }
+    # The readings and their JSON form (``_with_wire``) in one pass over the components.
+    readings: dict[Analyte, Reading] = {}
+    listed: dict[str, list[Any]] = {}
+    key = _ANALYTE_KEY
+    found = FACTORS_FOUND
+    for analyte, c in result.components.items():
+        value, unit, lln = c.value, c.unit, c.lln
+        # A float in a unit of factor 1 is its own canonical value (as to_canonical returns it).
+        one = found.get(analyte, _NOTHING).get(unit) is ONE and type(value) is float
+        canonical = value if one else to_canonical(analyte, value, unit)
+        readings[analyte] = _new(Reading, (canonical, value, unit, lln, False))
+        listed[key[analyte]] = [canonical, value, unit, lln, False]
+    count = len(readings)
+    readings = with_derived(readings)
+    if len(readings) != count:  # counts derived from the differential: listed after the rest
+        for analyte, reading in readings.items():
+            if reading.derived:
+                listed[key[analyte]] = list(reading)
     chemo = result.context.last_chemo_at
     sex = result.sex
-    return _with_wire(
-        (
-            result.result_id,
-            result.collected_at.timestamp(),
-            result.status,
-            content_hash or fingerprint(result),
-            _SEX_KEY[sex] if sex is not None else None,
-            with_derived(readings),
-            chemo.timestamp() if chemo is not None else None,
-        )
+    fields = (
+        result.result_id,
+        result.collected_at.timestamp(),
+        result.status,
+        content_hash or fingerprint(result),
+        _SEX_KEY[sex] if sex is not None else None,
+        readings,
+        chemo.timestamp() if chemo is not None else None,
     )
+    wire: list[Any] = [*fields[:5], listed, fields[6]]
+    return _new(Entry, (*fields, to_json(wire)))
 
 
 def merge_part(previous: Entry, part: Entry) -> Entry:

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticKnownError
 
 from monitor.clinical.analytes import SEX_SPELLINGS, Analyte, Sex, read_sex
-from monitor.clinical.units import is_known_unit
+from monitor.clinical.units import FACTORS_FOUND, is_known_unit
 
 # ``retracted``: the lab withdrew the whole specimen (HL7 OBX-11 W/D on every row, a FHIR
 # report entered-in-error); it carries no components and removes the specimen from history.
@@ -64,32 +65,40 @@ def _sex_spelling(value: object) -> object:
     return value
 
 
-def _not_a_boolean(value: object) -> object:
-    """Refuse ``true``/``false`` where a number is due (pydantic's lax mode would read them as
-    1 and 0: a platelet count of 1, an ANC of 0). Raises ValueError naming no value."""
-    if isinstance(value, bool):
+# Integers a double holds exactly: float() of one is what pydantic's float gives for it.
+_EXACT_INT = 2**53
+_inf = math.inf
+
+
+def _measure(value: Any, read_float: ValidatorFunctionWrapHandler) -> float:
+    """A measured number, in one Python call: refuse ``true``/``false`` (pydantic's lax mode
+    would read them as 1 and 0: a platelet count of 1, an ANC of 0) with a ValueError naming no
+    value; read anything else as pydantic's float does (a JSON number directly, text through
+    ``read_float``, which raises pydantic's own float errors); then refuse a negative, NaN or
+    infinite number with pydantic's own errors, in the order its ``ge=0`` and
+    ``allow_inf_nan=False`` constraints gave them (NaN and -inf fail ``ge``), and read -0.0 as
+    0.0. One call where a before and an after validator were two per number."""
+    kind = type(value)
+    if kind is float:
+        number: float = value
+    elif kind is int and -_EXACT_INT <= value <= _EXACT_INT:
+        number = float(value)
+    elif kind is bool:
         raise ValueError("a boolean, not a number")
-    return value
-
-
-def _finite_unsigned(value: float) -> float:
-    """Refuse a negative, NaN or infinite number with pydantic's own errors, in the order its
-    ``ge=0`` and ``allow_inf_nan=False`` constraints gave them (NaN and -inf fail ``ge``), and
-    read -0.0 as 0.0. One call where those constraints, applied after a validator, were three
-    Python callbacks per number."""
-    if not value >= 0:
+    else:
+        number = read_float(value)
+    if not number >= 0:
         raise PydanticKnownError("greater_than_equal", {"ge": 0})
-    if value == math.inf:
+    if number == _inf:
         raise PydanticKnownError("finite_number")
-    return value + 0.0  # -0.0 reads as 0.0
+    return number + 0.0  # -0.0 reads as 0.0
 
 
 # A measured number: finite, not negative, never a boolean; -0.0 is 0.0. The JSON schema says
 # what the constraints did ("ge": 0), unchanged.
 Measure = Annotated[
     float,
-    BeforeValidator(_not_a_boolean),
-    AfterValidator(_finite_unsigned),
+    WrapValidator(_measure),
     Field(json_schema_extra={"ge": 0}),
 ]
 
@@ -166,8 +175,11 @@ class CBCResult(BaseModel):
     @field_validator("components")
     @classmethod
     def _known_units(cls, components: dict[Analyte, Component]) -> dict[Analyte, Component]:
+        seen = FACTORS_FOUND
         for analyte, component in components.items():
-            if not is_known_unit(analyte, component.unit):
+            unit = component.unit
+            # A unit ``factor`` found before is known: a dict lookup instead of the call.
+            if unit not in seen.get(analyte, ()) and not is_known_unit(analyte, unit):
                 raise ValueError(f"unknown unit for {analyte}")
             lln = component.lln
             if lln is not None and not _isfinite(lln):

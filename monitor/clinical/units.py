@@ -36,6 +36,7 @@ value on a CTCAE boundary stays on it after conversion.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -43,6 +44,7 @@ from typing import Any
 from monitor.clinical.analytes import Analyte
 
 _ONE = Decimal(1)
+ONE = _ONE  # the factor of every unit that is the canonical one (``factor(...) is ONE``)
 _MILLI = Decimal("0.001")
 
 # Per uL and per 10^9/L spellings of a cell count.
@@ -226,6 +228,9 @@ def factor(analyte: Analyte, unit: str) -> Decimal:
         known = _ucum_factor(analyte, unit)
     if known is None:
         raise UnknownUnitError(f"unknown unit for {analyte}")
+    seen = _SEEN[analyte]
+    if len(seen) < _SEEN_MAX:
+        seen[unit] = known
     return known
 
 
@@ -240,9 +245,22 @@ def is_known_unit(analyte: Analyte, unit: str) -> bool:
     return True
 
 
+# The factors ``factor`` found, by analyte then unit string as sent: a lookup here costs a
+# fifth of a call to the ``lru_cache`` (whose key is a tuple with an enum in it). Only factors
+# ``factor`` returned are stored, keyed on its full input, so an entry is never stale; at most
+# ``_SEEN_MAX`` strings per analyte, beyond which ``factor``'s own cache answers.
+_SEEN_MAX = 1024
+_SEEN: dict[Analyte, dict[str, Decimal]] = {analyte: {} for analyte in UNITS}
+# Read-only outside this module: a unit string in FACTORS_FOUND[analyte] is a known unit.
+FACTORS_FOUND: Mapping[Analyte, Mapping[str, Decimal]] = _SEEN
+
+
 def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
     """Convert ``value`` in ``unit`` to the analyte's canonical unit, rounded correctly."""
-    f = factor(analyte, unit)
+    seen = _SEEN.get(analyte)  # ``factor(analyte, unit)``, from ``_SEEN`` when it is there
+    f = seen.get(unit) if seen is not None else None
+    if f is None:
+        f = factor(analyte, unit)
     if f is _ONE:
         return float(value)
     if value == 0:
@@ -250,20 +268,23 @@ def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
     return _scaled(f, float(value))
 
 
-@lru_cache(maxsize=8192)
-def _scaled(f: Decimal, value: float) -> float:
-    """``value`` times ``f`` in decimal (a lab sends the same few values again and again)."""
-    return float(Decimal(repr(value)) * f)
-
-
 def from_canonical(analyte: Analyte, value: float, unit: str) -> float:
     """Convert a canonical value back to ``unit`` (used to state thresholds in a lab's unit)."""
-    f = factor(analyte, unit)
+    seen = _SEEN.get(analyte)  # as in ``to_canonical``
+    f = seen.get(unit) if seen is not None else None
+    if f is None:
+        f = factor(analyte, unit)
     if f is _ONE:
         return float(value)
     if value == 0:
         return float(Decimal(repr(float(value))) / f)  # keeps the sign of a zero
     return _divided(f, float(value))
+
+
+@lru_cache(maxsize=8192)
+def _scaled(f: Decimal, value: float) -> float:
+    """``value`` times ``f`` in decimal (a lab sends the same few values again and again)."""
+    return float(Decimal(repr(value)) * f)
 
 
 @lru_cache(maxsize=8192)
