@@ -31,7 +31,9 @@ VARIATIONS: tuple[Variation, ...] = (
     Variation(
         "producer batch 1 byte (a record per batch)", {"MONITOR_PRODUCER_MAX_BATCH_BYTES": "1"}
     ),
-    Variation("producer batch 64 KiB", {"MONITOR_PRODUCER_MAX_BATCH_BYTES": "65536"}),
+    Variation(
+        "producer batch 16 KiB (Faust's default)", {"MONITOR_PRODUCER_MAX_BATCH_BYTES": "16384"}
+    ),
     Variation("agent batch at most 100", {"MONITOR_BATCH_MAX_MESSAGES": "100"}),
     Variation("agent batch at most 2000", {"MONITOR_BATCH_MAX_MESSAGES": "2000"}),
     Variation("agent batch linger 5 ms", {"MONITOR_BATCH_LINGER_MS": "5"}),
