@@ -99,10 +99,10 @@ class MonitorSettings(BaseSettings):
     producer_linger: float = Field(default=0.001, ge=0, le=1)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1, le=16_777_216)
     # The agents hand their input on in natural batches (monitor.stream.batcher): what arrived
-    # while the last batch was handled, at most this many messages, after waiting this long
-    # for more once a batch's first message is in (0: not at all).
+    # while the last batch was handled, at most this many messages, growing for at most this
+    # long while messages keep coming (each within 1 ms of the last; 0: not at all).
     batch_max_messages: int = Field(default=500, ge=1, le=100_000)
-    batch_linger_ms: float = Field(default=0.0, ge=0, le=10_000)
+    batch_linger_ms: float = Field(default=50.0, ge=0, le=10_000)
     # Faust's consumer: records per poll (None: no limit) and events buffered per stream.
     broker_max_poll_records: int | None = Field(default=None, ge=1)
     stream_buffer_maxsize: int = Field(default=4096, ge=1)

@@ -1,17 +1,19 @@
 """Natural batching: a stream's events handed on in batches of whatever arrived while the last
-batch was being handled, never waiting on a timer when there is work.
+batch was being handled, growing while more keep coming, never waiting when there are none.
 
 An agent adds each event as its stream delivers it (:meth:`Batcher.add`); a task of the
 batcher's own hands the events gathered so far to ``handle`` as one batch, and, while that batch
-awaits its acknowledgements, the next events keep arriving into the next batch. So at a low
-rate a result is handled as soon as it arrives, and under load batches grow up to
-``max_size`` by themselves. Faust's ``Stream.noack_take`` instead waits its full ``within``
-for each batch and takes no event in while a batch is handled (faust/streams.py,
+awaits its acknowledgements, the next events keep arriving into the next batch. Before handing a
+batch on, the batcher lets it grow while events keep coming (each within ``QUIET_S`` of the
+last), for at most ``linger_s``. So a result arriving alone is handled at once (after
+``QUIET_S``), and under a backlog batches grow to hundreds of messages, whose acknowledgements
+and state writes are awaited once. Faust's ``Stream.noack_take`` instead waits its full
+``within`` for each batch and takes no event in while a batch is handled (faust/streams.py,
 ``add_to_buffer`` awaits ``buffer_consuming``): a batch's acknowledgement waits then stalled
 the stream.
 
 Batches are handed on one at a time and in arrival order. When ``handle`` raises, the batcher
-stops: the error is raised to the agent from its next :meth:`add` (or :meth:`close`), and no
+stops: the error is raised to the agent from its next :meth:`add` (or on leaving), and no
 later batch is handled.
 """
 
@@ -25,6 +27,10 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+# How long without a new event ends a batch's growth: a Faust stream that holds more events
+# delivers the next well within it.
+QUIET_S = 0.001
+
 
 class BatchFailedError(RuntimeError):
     """The batcher's handler failed before; nothing more is taken in."""
@@ -33,8 +39,8 @@ class BatchFailedError(RuntimeError):
 class Batcher(Generic[T]):
     """Hand events to ``handle`` in batches of at most ``max_size``, one batch at a time.
 
-    ``linger_s``: after the first event of a batch arrives, how long to wait for more before
-    handing it on (0: at once, after letting the events already delivered in).
+    ``linger_s``: how long at most a batch keeps growing while events keep coming (0: handed
+    on at once with the events already delivered).
 
     Use as an async context manager: entering starts the handler task. Leaving normally waits
     until every event added is handled and raises :class:`BatchFailedError` if a batch failed;
@@ -100,6 +106,19 @@ class Batcher(Generic[T]):
         self._idle.clear()
         self._arrived.set()
 
+    async def _gather(self) -> None:
+        """Let the next batch grow while events keep coming: until ``QUIET_S`` passes without
+        a new one (the stream has nothing more ready), the batch is full, or ``linger_s`` has
+        passed since it started growing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger_s
+        await asyncio.sleep(0)  # the events delivered meanwhile
+        while len(self._buffer) < self._max_size and loop.time() < deadline:
+            before = len(self._buffer)
+            await asyncio.sleep(QUIET_S)
+            if len(self._buffer) == before:
+                return
+
     @property
     def waiting(self) -> int:
         """Events queued for the next batch."""
@@ -115,10 +134,7 @@ class Batcher(Generic[T]):
         try:
             while True:
                 await self._arrived.wait()
-                if self._linger_s > 0:
-                    await asyncio.sleep(self._linger_s)
-                else:
-                    await asyncio.sleep(0)  # let events delivered meanwhile in
+                await self._gather()
                 batch = self._buffer[: self._max_size]
                 del self._buffer[: self._max_size]
                 if not self._buffer:

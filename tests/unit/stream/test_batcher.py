@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.stream.batcher import Batcher, BatchFailedError
+from monitor.stream.batcher import QUIET_S, Batcher, BatchFailedError
 
 
 class Recorder:
@@ -82,14 +82,54 @@ async def test_a_full_batch_holds_the_stream_back_until_it_is_taken() -> None:
 
 
 @pytest.mark.asyncio
-async def test_linger_gathers_events_arriving_shortly_after_the_first() -> None:
+async def test_a_batch_grows_while_events_keep_coming() -> None:
     recorder = Recorder()
-    async with Batcher(recorder, max_size=10, linger_s=0.05) as batcher:
+    async with Batcher(recorder, max_size=100, linger_s=1.0) as batcher:
+        for item in range(20):
+            await batcher.add(item)
+            await asyncio.sleep(QUIET_S / 10)  # back to back
+        await settle(recorder, 20)
+    assert recorder.batches == [list(range(20))]
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_gap_hands_the_batch_on() -> None:
+    recorder = Recorder()
+    async with Batcher(recorder, max_size=100, linger_s=1.0) as batcher:
         await batcher.add(1)
-        await asyncio.sleep(0.005)
+        await settle(recorder, 1)  # handed on after QUIET_S without another, not after 1 s
         await batcher.add(2)
         await settle(recorder, 2)
-    assert recorder.batches == [[1, 2]]
+    assert recorder.batches == [[1], [2]]
+
+
+@pytest.mark.asyncio
+async def test_growth_stops_at_linger_even_while_events_keep_coming() -> None:
+    recorder = Recorder()
+    linger = 0.02
+    async with Batcher(recorder, max_size=10_000, linger_s=linger) as batcher:
+        started = asyncio.get_running_loop().time()
+        item = 0
+        while asyncio.get_running_loop().time() - started < 5 * linger:
+            await batcher.add(item)
+            item += 1
+            await asyncio.sleep(QUIET_S / 10)
+        await settle(recorder, item)
+    assert len(recorder.batches) >= 3  # several batches, none waiting for the stream to pause
+
+
+@pytest.mark.asyncio
+async def test_without_linger_a_batch_is_what_was_already_delivered() -> None:
+    recorder = Recorder()
+    async with Batcher(recorder, max_size=100, linger_s=0) as batcher:
+        await batcher.add(1)
+        await settle(recorder, 1)
+        await batcher.add(2)
+        await asyncio.sleep(QUIET_S / 10)
+        await batcher.add(3)
+        await settle(recorder, 3)
+    assert recorder.batches[0] == [1]
+    assert recorder.handled == [1, 2, 3]
 
 
 async def fail_at_the_second_batch(recorder: Recorder, errors: list[BaseException]) -> None:
