@@ -209,8 +209,11 @@ class MonitorApp:
         async def handle(events: list[faust.EventT[bytes]]) -> None:
             try:
                 await self.batches.handle([_item(event) for event in events])
-            except Exception as exc:
-                self._fail_stop(exc)
+            except (Exception, asyncio.CancelledError) as exc:
+                # A cancellation is a failure too unless the agent is stopping (the batcher
+                # cancels its task on leaving).
+                if not batcher.closing:
+                    self._fail_stop(exc)
                 raise
             for event in events:
                 await stream.ack(event)
@@ -226,7 +229,7 @@ class MonitorApp:
             async for event in manual.events():
                 await batcher.add(event)
 
-    def _fail_stop(self, exc: Exception) -> None:
+    def _fail_stop(self, exc: BaseException) -> None:
         """A batch failed after planning (the producer or the store refused): stop the worker
         so that its partitions move and the batch is redelivered, never acknowledged past.
 

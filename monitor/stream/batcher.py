@@ -64,6 +64,7 @@ class Batcher(Generic[T]):
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+        self.closing = False  # set when leaving: a cancellation is then ours, not a failure
 
     async def __aenter__(self) -> Batcher[T]:
         self._task = asyncio.create_task(self._run(), name="batcher")
@@ -76,6 +77,7 @@ class Batcher(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         task = self._task
+        self.closing = exc is not None
         try:
             if exc is None and task is not None:
                 idle = asyncio.ensure_future(self._idle.wait())
@@ -85,6 +87,7 @@ class Batcher(Generic[T]):
                     idle.cancel()
         finally:
             self._task = None
+            self.closing = True
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -129,6 +132,8 @@ class Batcher(Generic[T]):
             raise BatchFailedError("a batch failed; nothing more is taken in") from self.error
         if self._task is None:
             raise RuntimeError("the batcher is not running (use it with async with)")
+        if self._task.done():
+            raise BatchFailedError("the batcher's task has ended; nothing more is taken in")
 
     async def _run(self) -> None:
         try:
@@ -143,6 +148,12 @@ class Batcher(Generic[T]):
                 await self._handle(batch)
                 if not self._buffer:
                     self._idle.set()
+        except asyncio.CancelledError as exc:
+            if self.closing:
+                raise
+            # Cancelled from inside a batch (an awaited send cancelled): a failed batch too.
+            self.error = exc
+            self._room.set()
         except Exception as exc:
             self.error = exc
             self._room.set()  # wake an add() waiting for room: it raises

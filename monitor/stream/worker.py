@@ -41,10 +41,11 @@ def quiet_payload_loggers(level: int) -> None:
 # The cyclic garbage collector's first-generation threshold (CPython's default is 700
 # allocations). Every full collection walks every tracked object, and the decoded states the
 # worker caches (``monitor.stream.state_cache.StateCache``: entries and readings are named
-# tuples, which the collector never untracks as it does plain tuples) make those walks long: 91-140 ms pauses every few seconds at 500
-# results/s in the latency benchmark, 35-47 ms once the objects of start-up are frozen
-# (measured 2026-11-30). The higher threshold makes young collections rarer; it did not
-# measurably change how often the full ones came (5 against 6 in a 20 s run).
+# tuples, which the collector never untracks as it does plain tuples) make those walks long:
+# 91-140 ms pauses every few seconds at 500 results/s in the latency benchmark, 35-47 ms once
+# the objects of start-up are frozen (measured 2026-11-30). The higher threshold makes young
+# collections rarer; it did not measurably change how often the full ones came (5 against 6
+# in a 20 s run).
 GC_GEN0_THRESHOLD = 20_000
 
 

@@ -125,3 +125,24 @@ async def test_a_handled_batch_is_acknowledged_in_order(tmp_path: Path) -> None:
     assert stream.acked == events
     assert [dict(s.headers)["dlq.source_offset"] for s in sent] == [b"1", b"2"]
     assert monitor.health() == (200, {"status": "alive"})
+
+
+@pytest.mark.asyncio
+async def test_a_batch_cancelled_from_inside_stops_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
+    signals: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
+    monkeypatch.setattr(os, "_exit", lambda status: None)
+
+    async def cancelled(send: Send) -> Awaitable[Any]:
+        raise asyncio.CancelledError  # an awaited send cancelled, the agent not stopping
+
+    monitor.batches.publish = cancelled
+    stream = _Stream([_event(1, b"{not json")])
+    with pytest.raises(BatchFailedError):
+        await monitor._consume(stream)  # type: ignore[arg-type]
+    assert stream.acked == []
+    assert signals == [signal.SIGTERM]
+    assert monitor.health()[0] == 503

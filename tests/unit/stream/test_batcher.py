@@ -211,3 +211,38 @@ def test_every_event_is_handed_on_once_in_order_in_batches_of_at_most_max_size(
     recorder = asyncio.run(run())
     assert recorder.handled == list(range(len(gaps)))
     assert all(1 <= len(batch) <= max_size for batch in recorder.batches)
+
+
+class CancelledInside(Recorder):
+    """A handler whose awaited send is cancelled (not the batcher leaving)."""
+
+    async def __call__(self, batch: list[int]) -> None:
+        self.batches.append(batch)
+        self.failed.set()
+        raise asyncio.CancelledError
+
+
+async def cancelled_inside_a_batch(recorder: Recorder, errors: list[BaseException]) -> None:
+    async with Batcher(recorder, max_size=2) as batcher:
+        await batcher.add(1)
+        async with asyncio.timeout(5):
+            await recorder.failed.wait()
+        await asyncio.sleep(0)
+        for item in (2, 3, 4):  # more than fit: must not wait for room forever
+            try:
+                await batcher.add(item)
+            except BatchFailedError as exc:
+                errors.append(exc)
+                break
+
+
+@pytest.mark.asyncio
+async def test_a_batch_cancelled_from_inside_is_a_failure_not_a_silent_stop() -> None:
+    recorder = CancelledInside()
+    on_adding: list[BaseException] = []
+    with pytest.raises(BatchFailedError) as on_leaving:
+        async with asyncio.timeout(5):
+            await cancelled_inside_a_batch(recorder, on_adding)
+    assert [type(e.__cause__) for e in on_adding] == [asyncio.CancelledError]
+    assert isinstance(on_leaving.value.__cause__, asyncio.CancelledError)
+    assert recorder.batches == [[1]]
