@@ -69,7 +69,7 @@ def state_from_dict(data: dict[str, Any], raw: bytes = b"") -> PatientState:
     if data.get("v") != 1:
         raise ValueError("unsupported patient state version")
     rows = data["h"]
-    wires = _entry_wires(raw, data.get("hl"), len(rows))
+    wires = _entry_wires(raw, data.get("hl"), rows)
     history = [
         _entry_of_row(row, wire) for row, wire in zip(rows, wires or [b""] * len(rows), strict=True)
     ]
@@ -125,26 +125,46 @@ def _entry_of_row(row: list[Any], wire: bytes) -> Entry:
 _HISTORY_START = b'{"v":1,"h":['
 
 
-def _entry_wires(raw: bytes, lengths: object, count: int) -> list[bytes] | None:
+# What ``dump_state`` writes right after the last history entry: the history's end, then the
+# first key of the rest.
+_HISTORY_END = b'],"e":'
+
+
+def _entry_wires(raw: bytes, lengths: object, rows: list[Any]) -> list[bytes] | None:
     """Each history entry's JSON bytes, sliced out of ``raw`` by the byte lengths ``dump_state``
-    wrote beside them (``"hl"``); None when they are absent (state written before them) or do
-    not frame ``count`` JSON arrays separated by commas, which then get encoded again."""
-    if not isinstance(lengths, list) or len(lengths) != count or not raw.startswith(_HISTORY_START):
+    wrote beside them (``"hl"``); None, and the entries are encoded again, when the lengths are
+    absent (state written before them) or do not frame exactly the entries of ``rows``.
+
+    The frame is pinned: each slice must begin with ``["<its row's result id>",``, which in
+    JSON can only be the start of that entry (a quote inside a string is escaped), end with
+    ``]`` and a comma, and the last must end where the history does (``_HISTORY_END``). A result
+    id that JSON would escape (a quote, a backslash, a control character) is not checked this
+    way: its state is encoded again instead.
+    """
+    if not isinstance(lengths, list) or len(lengths) != len(rows):
+        return None
+    if not raw.startswith(_HISTORY_START):
         return None
     wires = []
     at = len(_HISTORY_START)
-    for length in lengths:
-        if type(length) is not int or length < 2:
+    last = len(rows) - 1
+    for index, (length, row) in enumerate(zip(lengths, rows, strict=True)):
+        rid = row[0] if isinstance(row, list) and row else None
+        if type(length) is not int or type(rid) is not str or not _plain(rid):
             return None
         end = at + length
-        wire = raw[at:end]
-        if wire[:1] != b"[" or wire[-1:] != b"]" or raw[end : end + 1] not in (b",", b"]"):
+        if not raw.startswith(b'["' + rid.encode() + b'",', at):
             return None
-        wires.append(wire)
+        if not (raw.startswith(_HISTORY_END, end) if index == last else raw[end : end + 1] == b","):
+            return None
+        wires.append(raw[at:end])
         at = end + 1
-    if count and raw[at - 1 : at] != b"]":
-        return None
     return wires
+
+
+def _plain(text: str) -> bool:
+    """Whether JSON writes ``text`` as it is (no escapes)."""
+    return text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _anchor(values: list[Any]) -> Anchor:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.clinical import stored_state
 from monitor.clinical.history import PatientState, with_wire
 from monitor.clinical.stored_state import dump_state, load_state
 from tests.builders import cbc, replay
@@ -97,3 +99,44 @@ def test_any_history_round_trips_byte_for_byte(ids: list[str], ward: str) -> Non
     assert loaded == state
     assert dump_state(loaded) == raw
     assert [e.wire for e in loaded.history] == [with_wire(e).wire for e in loaded.history]
+
+
+def test_no_lengths_but_the_true_ones_frame_the_entries() -> None:
+    # Result ids with brackets and commas in them: a frame that only looked for "[...]," would
+    # accept wrong lengths here, and the next state written after a change would not be JSON.
+    state, _, _ = replay(
+        [
+            cbc("a],[b", 0, wbc=2.0, neutrophils=0.4, platelets=40),
+            cbc('c],["d]', 24, wbc=2.2, neutrophils=0.6, platelets=45),
+            cbc("e]]", 48, wbc=2.4, neutrophils=0.9, platelets=60),
+        ]
+    )
+    raw = dump_state(state)
+    true = json.loads(raw)["hl"]
+    written = b'"hl":' + json.dumps(true, separators=(",", ":")).encode()
+    assert written in raw
+    # Every split of the history at a "]," (where a frame by brackets alone could end a slice).
+    start = raw.index(b"[", raw.index(b'"h":')) + 1
+    ends = [i + 1 - start for i in range(start, start + sum(true) + 2) if raw[i : i + 2] == b"],"]
+    splits = [(a, b - a - 1) for a in ends for b in ends if b > a + 1]
+    assert len(splits) > 10
+    for first, second in splits:
+        lengths = [first, second, sum(true) + 2 - first - second - 2]
+        crafted = raw.replace(written, b'"hl":' + json.dumps(lengths).replace(" ", "").encode())
+        loaded = load_state(crafted)
+        assert loaded == state
+        assert [e.wire for e in loaded.history] == [with_wire(e).wire for e in loaded.history]
+        loaded.history.pop(0)  # a change, as pruning makes: the next state must still load
+        assert load_state(dump_state(loaded)).history == loaded.history
+
+
+def test_a_state_as_written_loads_without_encoding_any_entry_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = dump_state(history_state())
+
+    def encoded_again(entry: object) -> object:
+        raise AssertionError("an entry was encoded again")
+
+    monkeypatch.setattr(stored_state, "with_wire", encoded_again)
+    assert len(load_state(raw).history) == 3
