@@ -253,37 +253,27 @@ def entry_from_result(result: CBCResult, content_hash: str | None = None) -> Ent
     ``content_hash`` identifies the content for redelivery detection; by default it is computed
     from the validated fields.
     """
-    # The readings and their JSON form (``_with_wire``) in one pass over the components.
     readings: dict[Analyte, Reading] = {}
-    listed: dict[str, list[Any]] = {}
-    key = _ANALYTE_KEY
     found = FACTORS_FOUND
     for analyte, c in result.components.items():
-        value, unit, lln = c.value, c.unit, c.lln
+        value, unit = c.value, c.unit
         # A float in a unit of factor 1 is its own canonical value (as to_canonical returns it).
         one = found.get(analyte, _NOTHING).get(unit) is ONE and type(value) is float
         canonical = value if one else to_canonical(analyte, value, unit)
-        readings[analyte] = _new(Reading, (canonical, value, unit, lln, False))
-        listed[key[analyte]] = [canonical, value, unit, lln, False]
-    count = len(readings)
-    readings = with_derived(readings)
-    if len(readings) != count:  # counts derived from the differential: listed after the rest
-        for analyte, reading in readings.items():
-            if reading.derived:
-                listed[key[analyte]] = list(reading)
+        readings[analyte] = _new(Reading, (canonical, value, unit, c.lln, False))
     chemo = result.context.last_chemo_at
     sex = result.sex
-    fields = (
-        result.result_id,
-        result.collected_at.timestamp(),
-        result.status,
-        content_hash or fingerprint(result),
-        _SEX_KEY[sex] if sex is not None else None,
-        readings,
-        chemo.timestamp() if chemo is not None else None,
+    return _with_wire(
+        (
+            result.result_id,
+            result.collected_at.timestamp(),
+            result.status,
+            content_hash or fingerprint(result),
+            _SEX_KEY[sex] if sex is not None else None,
+            with_derived(readings),
+            chemo.timestamp() if chemo is not None else None,
+        )
     )
-    wire: list[Any] = [*fields[:5], listed, fields[6]]
-    return _new(Entry, (*fields, to_json(wire)))
 
 
 def merge_part(previous: Entry, part: Entry) -> Entry:

@@ -255,12 +255,16 @@ _SEEN: dict[Analyte, dict[str, Decimal]] = {analyte: {} for analyte in UNITS}
 FACTORS_FOUND: Mapping[Analyte, Mapping[str, Decimal]] = _SEEN
 
 
+def _found_factor(analyte: Analyte, unit: str) -> Decimal:
+    """``factor(analyte, unit)``, from ``_SEEN`` when it is there."""
+    seen = _SEEN.get(analyte)
+    f = seen.get(unit) if seen is not None else None
+    return f if f is not None else factor(analyte, unit)
+
+
 def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
     """Convert ``value`` in ``unit`` to the analyte's canonical unit, rounded correctly."""
-    seen = _SEEN.get(analyte)  # ``factor(analyte, unit)``, from ``_SEEN`` when it is there
-    f = seen.get(unit) if seen is not None else None
-    if f is None:
-        f = factor(analyte, unit)
+    f = _found_factor(analyte, unit)
     if f is _ONE:
         return float(value)
     if value == 0:
@@ -270,10 +274,7 @@ def to_canonical(analyte: Analyte, value: float, unit: str) -> float:
 
 def from_canonical(analyte: Analyte, value: float, unit: str) -> float:
     """Convert a canonical value back to ``unit`` (used to state thresholds in a lab's unit)."""
-    seen = _SEEN.get(analyte)  # as in ``to_canonical``
-    f = seen.get(unit) if seen is not None else None
-    if f is None:
-        f = factor(analyte, unit)
+    f = _found_factor(analyte, unit)
     if f is _ONE:
         return float(value)
     if value == 0:
