@@ -83,16 +83,24 @@ def _event(offset: int, value: bytes) -> Any:
     return SimpleNamespace(key=b"P-1", value=value, message=message)
 
 
-@pytest.mark.asyncio
-async def test_a_failed_batch_acknowledges_nothing_and_stops_the_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
+@pytest.fixture
+def stops(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """The signals the worker sends itself and the exit statuses it asks for, recorded instead
+    of carried out (the grace before exiting shortened to 10 ms)."""
     signals: list[int] = []
-    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
     exits: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
     monkeypatch.setattr(os, "_exit", exits.append)
     monkeypatch.setattr(app_module, "FAIL_STOP_GRACE_S", 0.01)
+    return signals, exits
+
+
+@pytest.mark.asyncio
+async def test_a_failed_batch_acknowledges_nothing_and_stops_the_worker(
+    tmp_path: Path, stops: tuple[list[int], list[int]]
+) -> None:
+    monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
+    signals, exits = stops
 
     async def refused(send: Send) -> Awaitable[Any]:
         raise ConnectionError("the broker refused the record")
@@ -129,12 +137,10 @@ async def test_a_handled_batch_is_acknowledged_in_order(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_a_batch_cancelled_from_inside_stops_the_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, stops: tuple[list[int], list[int]]
 ) -> None:
     monitor = MonitorApp(MonitorSettings(store="memory", data_dir=tmp_path))
-    signals: list[int] = []
-    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
-    monkeypatch.setattr(os, "_exit", lambda status: None)
+    signals, _ = stops
 
     async def cancelled(send: Send) -> Awaitable[Any]:
         raise asyncio.CancelledError  # an awaited send cancelled, the agent not stopping
