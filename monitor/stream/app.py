@@ -147,7 +147,9 @@ class MonitorApp:
         # the table's store, ``table.data``, directly would save a lookup, but creating the
         # store before the app starts left the table unable to stop: measured and dropped.)
         self.states = PendingStates(self.table)
-        self.processor = ResultProcessor(settings, self.metrics, self.states)
+        self.processor = ResultProcessor(
+            settings, self.metrics, self.states, table_epoch=self._table_epoch
+        )
         # One batch at a time per patient over every agent (monitor.stream.locks).
         self.batches = BatchHandler(
             self.processor, self.states, self._publish, self._store_states, KeyedLocks()
@@ -195,6 +197,18 @@ class MonitorApp:
     def ready(self) -> bool:
         """True once the tables of the assigned partitions are recovered and no rebalance runs."""
         return bool(self.app.tables.actives_ready) and not self.app.rebalancing
+
+    def _table_epoch(self) -> int | None:
+        """The table's epoch for the state cache (``monitor.stream.state_cache.TableEpoch``).
+
+        Only this worker's batches write the table, except a changelog recovery, which Faust runs
+        during a rebalance: the epoch is the rebalance count, and unknown (None) while a
+        rebalance or its recovery runs (``app.rebalancing`` is set when the consumer's first
+        revocation callback starts and cleared when recovery has ended)."""
+        app = self.app
+        if app.rebalancing or not app.tables.actives_ready:
+            return None
+        return app.rebalancing_count
 
     # --- the agents ------------------------------------------------------------------------
 

@@ -157,12 +157,15 @@ class BatchHandler:
                 if delivered:
                     await asyncio.gather(*delivered)
                 written = self.states.take(partitions)
+                if written:
+                    await self.store(
+                        [StateWrite(key, value, partitions[key]) for key, value in written.items()]
+                    )
+            except BaseException:
+                self.processor.unstored(partitions)
+                raise
             finally:
                 self.states.discard(partitions)
-            if written:
-                await self.store(
-                    [StateWrite(key, value, partitions[key]) for key, value in written.items()]
-                )
             # With no await since the store: a recount of the gauges from the table (after a
             # rebalance) sees either both the states and these moves, or neither.
             for _, plan in planned:

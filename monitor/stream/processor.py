@@ -31,7 +31,7 @@ from monitor.clinical.variation import NoiseModel
 from monitor.clinical.watch import patient_summary
 from monitor.metrics import Metrics
 from monitor.settings import MonitorSettings
-from monitor.stream.state_cache import StateCache
+from monitor.stream.state_cache import StateCache, TableEpoch
 
 Headers = list[tuple[str, bytes]]
 
@@ -188,6 +188,7 @@ class ResultProcessor:
         table: MutableMapping[bytes, bytes],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         state_cache_size: int = 4096,
+        table_epoch: TableEpoch | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -197,7 +198,14 @@ class ResultProcessor:
         self.feeds = feeds_of(settings)
         self.repartition_topic = self.feeds[settings.results_topic].by_patient
         self._future_tolerance = settings.future_tolerance()
-        self._states = StateCache(state_cache_size)
+        # With ``table_epoch`` a cached state is used without reading the table until the epoch
+        # changes (``StateCache.trusted``); the caller then stores every planned state or
+        # ``forget``s it.
+        self._states = (
+            StateCache(state_cache_size, table_epoch)
+            if table_epoch is not None
+            else StateCache(state_cache_size)
+        )
         # The watch list's "falling / rising / stable": the detector's own RCV table and Z.
         self._direction_noise = NoiseModel(
             self.detector.settings.rcv_z, self.detector.settings.variation
@@ -211,13 +219,20 @@ class ResultProcessor:
         return plan.sends
 
     def write(self, plan: Plan) -> None:
-        """Store the patient's new state. The worker calls this only after the plan's alerts
-        are acknowledged: state that says a result was handled must never exist without its
-        alerts, or a redelivery after a crash would be a silent duplicate."""
+        """Write the patient's new state into ``table``. The worker's table is its batch's
+        pending states (``monitor.stream.batch``), which reach the Faust table only once the
+        batch's alerts are acknowledged: state that says a result was handled must never be
+        stored without its alerts, or a redelivery after a crash would be a silent duplicate."""
         if plan.write is not None:
             key, value, state = plan.write
             self.table[key] = value
             self._states.put(key, value, state)
+
+    def unstored(self, keys: Iterable[bytes]) -> None:
+        """Forget the cached states of ``keys``: their planned states were not stored (a batch
+        failed), so the table may hold older ones."""
+        for key in keys:
+            self._states.forget(key)
 
     def stored(self, plan: Plan) -> None:
         """Move the patients and episodes gauges once the plan's state is in the table. Not at
@@ -276,8 +291,13 @@ class ResultProcessor:
             return Plan(
                 [Send(feed.by_patient, patient_key, content, origin_headers(origin)), *dead]
             )
-        stored = self.table.get(patient_key)
-        state = self._states.get(patient_key, stored)
+        cached = self._states.trusted(patient_key)
+        stored: bytes | None
+        if cached is None:
+            stored = self.table.get(patient_key)
+            state = self._states.get(patient_key, stored)
+        else:
+            stored, state = cached
         # The detector changes the state in place: until ``write`` stores it, the cache must not
         # offer it as what the table holds.
         self._states.forget(patient_key)

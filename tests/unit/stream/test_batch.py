@@ -135,6 +135,31 @@ async def test_a_failed_publication_stores_nothing_and_raises() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("fails", ["publish", "store"])
+async def test_a_failed_batch_leaves_no_cached_state_behind(fails: str) -> None:
+    # With a table epoch the processor serves cached states without reading the table: a
+    # state planned by a batch that failed must not be served as if it had been stored.
+    broker = Broker({}, fail_publish=fails == "publish")
+    states = PendingStates(broker.table)
+    processor = ResultProcessor(SETTINGS, Metrics(), states, lambda: NOW, table_epoch=lambda: 1)
+    batch = handler(broker, processor)
+    if fails == "store":
+
+        async def refuse(writes: list[StateWrite]) -> None:
+            raise ConnectionError("changelog gone")
+
+        batch.store = refuse
+    with pytest.raises(ConnectionError):
+        await batch.handle([item(raw("R-1", 0, neutrophils=0.4))])
+    broker.fail_publish = False
+    batch.store = broker.store
+    broker.log.clear()
+    await batch.handle([item(raw("R-1", 0, neutrophils=0.4))])  # redelivered
+    alerts = [s for k, s in broker.log if k == "sent" and s.topic == SETTINGS.alerts_topic]
+    assert [json.loads(a.value or b"")["event"] for a in alerts] == ["new"]
+
+
+@pytest.mark.asyncio
 async def test_a_message_whose_processing_raises_is_dead_lettered_alone() -> None:
     broker = Broker({})
     batch = handler(broker)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -159,6 +160,37 @@ def test_cached_state_is_not_used_once_the_table_changed_under_it() -> None:
         ("neutropenia", "worsened", "critical"),
         3,
     )
+
+
+class CountingTable(dict[bytes, bytes]):
+    """A patient table that counts its reads."""
+
+    reads = 0
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
+def test_within_an_epoch_the_cached_state_is_used_without_reading_the_table() -> None:
+    table = CountingTable()
+    epoch = [1]
+    first = ResultProcessor(SETTINGS, Metrics(), table, lambda: NOW, table_epoch=lambda: epoch[0])
+    other = ResultProcessor(SETTINGS, Metrics(), table, clock=lambda: NOW)
+    first.handle(raw("r1", 0, neutrophils=1.6), b"MRN-0042", origin(1))
+    first.handle(raw("r2", 24, neutrophils=1.7), b"MRN-0042", origin(2))
+    assert table.reads == 1  # the first message only: nothing was cached yet
+    # A rebalance: the partition was another worker's for a while, which moved the patient on.
+    epoch[0] = 2
+    other.handle(raw("r3", 48, neutrophils=0.8), b"MRN-0042", origin(3))
+    (alert,) = first.handle(raw("r4", 72, neutrophils=0.3), b"MRN-0042", origin(4))
+    assert json.loads(alert.value or b"")["previous_grade"] == 3
+    assert [e.result_id for e in load_state(table[b"MRN-0042"]).history] == [
+        "r1",
+        "r2",
+        "r3",
+        "r4",
+    ]
 
 
 def test_state_cache_is_bounded() -> None:
