@@ -107,6 +107,13 @@ class Evaluator:
         self._grades: dict[
             tuple[Analyte, float, str, float | None], tuple[GradeScale, int | None]
         ] = {}
+        # The default limit (canonical, its source, in the unit) by (analyte, sex, unit): a
+        # function of those and ``default_lln`` alone. At most one entry per unit string a lab
+        # sent, emptied like ``_grades``.
+        self._defaults: dict[
+            tuple[Analyte, str | None, str],
+            tuple[float | None, LlnSource | None, float | None],
+        ] = {}
 
     def forget(self) -> None:
         """Drop the grades memoised for the previous message."""
@@ -236,15 +243,30 @@ class Evaluator:
             lln_in_unit = reading.lln
             lln: float | None
             source: LlnSource | None
-            if lln_in_unit is not None and analyte not in state.lln_overrides:
-                # The lab's limit (lower_limit's second case, the usual one).
-                lln, source = to_canonical(analyte, lln_in_unit, unit), "lab"
-            else:
+            if analyte in state.lln_overrides:
                 lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
                 if lln is None:
                     lln_in_unit = None
                 elif source != "lab":
                     lln_in_unit = from_canonical(analyte, lln, unit)
+            elif lln_in_unit is not None:
+                # The lab's limit (lower_limit's second case, the usual one).
+                lln, source = to_canonical(analyte, lln_in_unit, unit), "lab"
+            else:
+                # The default limit for the patient's sex (lower_limit's last cases), in the
+                # reading's unit, as found before for this analyte, sex and unit.
+                sex = entry.sex or _known_sex(state)
+                defaults = self._defaults
+                known_default = defaults.get((analyte, sex, unit))
+                if known_default is None:
+                    if len(defaults) >= _GRADES_KEPT:
+                        defaults.clear()
+                    lln, source = lower_limit(state, entry, analyte, reading, self._default_lln)
+                    if lln is not None:
+                        lln_in_unit = from_canonical(analyte, lln, unit)
+                    defaults[(analyte, sex, unit)] = (lln, source, lln_in_unit)
+                else:
+                    lln, source, lln_in_unit = known_default
             # The grade of these four figures on this scale, as computed before (the scale is
             # kept with it and compared, so a table changed since is never answered from here).
             grades = self._grades
