@@ -11,7 +11,8 @@ How a result becomes events:
    single-analyte condition on the latest alertable result carrying its analyte; pancytopenia
    on the latest value of each cell line within a window before the latest such result. A late
    result (older than a newer one carrying the same analyte) therefore updates history and
-   baselines but cannot change a grade: it emits no page about the past.
+   baselines but cannot change a grade: it emits no page about the past. A condition known to
+   stay at grade 0 with no episode open (``evaluation.known_zero``) is not evaluated.
 3. The evaluated grade is compared with the condition's episode: 0/unknown to >= 1 is ``new``,
    a rise ``worsened``, a fall that stays >= 1 ``improved``, back to 0 ``resolved``; an
    unchanged or unknown grade emits nothing. With ``hysteresis`` (the default), a change that
@@ -44,8 +45,10 @@ from monitor.clinical.evaluation import (
     CONDITION_ANALYTES,
     DAY_S,
     HOUR_S,
+    LINE_CONDITIONS,
     Evaluator,
     Graded,
+    known_zero,
 )
 from monitor.clinical.grading import CtcaeVersion
 from monitor.clinical.history import (
@@ -206,11 +209,20 @@ class Detector:
             if result.retracted and previous is not None
             else set()
         )
+        newest = state.history[-1] is entry
+        normal_line = False  # a pancytopenia line of the newest entry (this one) is normal
         for condition, analytes in _CONDITION_ANALYTES:
             if analytes.isdisjoint(touched):
                 continue
+            reevaluated = withdrawn and not withdrawn.isdisjoint(analytes)
+            if (
+                not reevaluated
+                and known_zero(state, condition, normal_line)
+                and _unchanged(state, condition, 0)
+            ):
+                continue  # what evaluating would end in
             graded = self._evaluator.evaluate(state, condition)
-            if withdrawn and not withdrawn.isdisjoint(analytes):
+            if reevaluated:
                 assert previous is not None
                 # A value this condition stood on was withdrawn: re-evaluated like a retraction.
                 trigger = Trigger(
@@ -222,6 +234,13 @@ class Detector:
                 continue
             if graded is None:
                 continue
+            if (
+                newest
+                and not graded.grade
+                and graded.entry is entry
+                and condition in LINE_CONDITIONS
+            ):
+                normal_line = True
             episode = state.episodes.get(_CONDITION_KEY[condition])
             if graded.grade == (episode.grade if episode is not None else 0):
                 continue  # unchanged (``_unchanged``): no transition, nothing below could alert

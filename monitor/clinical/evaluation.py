@@ -363,6 +363,20 @@ def baseline_of(
     return None
 
 
+# The conditions graded on one pancytopenia line each, as its window grades that line.
+LINE_CONDITIONS = frozenset({Condition.ANEMIA, Condition.LEUKOPENIA, Condition.THROMBOCYTOPENIA})
+
+
+def known_zero(state: PatientState, condition: Condition, normal_line: bool) -> bool:
+    """Whether ``Evaluator.evaluate`` is known to give ``condition`` grade 0 or nothing without
+    evaluating it: a febrile neutropenia with no temperature recorded; a pancytopenia when
+    ``normal_line`` (a ``LINE_CONDITIONS`` condition graded 0 on the newest entry of the
+    history: the newest window holds that normal line)."""
+    if condition is _FEBRILE_NEUTROPENIA:
+        return not state.temperatures
+    return normal_line and condition is _PANCYTOPENIA
+
+
 def _later(entry: Entry, other: Entry) -> bool:
     """``entry.sort_key > other.sort_key`` without building the two tuples."""
     at, other_at = entry.collected_at, other.collected_at
