@@ -46,6 +46,7 @@ from monitor.clinical.evaluation import (
     DAY_S,
     HOUR_S,
     LINE_CONDITIONS,
+    ZERO_KNOWABLE,
     Evaluator,
     Graded,
     known_zero,
@@ -216,7 +217,8 @@ class Detector:
                 continue
             reevaluated = withdrawn and not withdrawn.isdisjoint(analytes)
             if (
-                not reevaluated
+                condition in ZERO_KNOWABLE
+                and not reevaluated
                 and known_zero(state, condition, normal_line)
                 and _unchanged(state, condition, 0)
             ):

@@ -367,6 +367,10 @@ def baseline_of(
 LINE_CONDITIONS = frozenset({Condition.ANEMIA, Condition.LEUKOPENIA, Condition.THROMBOCYTOPENIA})
 
 
+# The conditions ``known_zero`` can ever tell about.
+ZERO_KNOWABLE = frozenset({_PANCYTOPENIA, _FEBRILE_NEUTROPENIA})
+
+
 def known_zero(state: PatientState, condition: Condition, normal_line: bool) -> bool:
     """Whether ``Evaluator.evaluate`` is known to give ``condition`` grade 0 or nothing without
     evaluating it: a febrile neutropenia with no temperature recorded; a pancytopenia when
