@@ -16,35 +16,51 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 
+Key = bytes | None
+
+
+def _order(key: Key) -> tuple[bool, bytes]:
+    return (key is not None, key or b"")
+
 
 class KeyedLocks:
-    """``async with locks.hold(key)``: exclusive per key; a key's lock lives while it is held or
-    awaited, so the map stays as small as the number of keys in flight."""
+    """``async with locks.hold_all(keys)``: exclusive per key; a key's lock lives while it is
+    held or awaited, so the map stays as small as the number of keys in flight."""
 
     def __init__(self) -> None:
-        self._locks: dict[bytes | None, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
+
+    def hold(self, key: Key) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold ``key`` until the block ends."""
+        return self.hold_all((key,))
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: bytes | None) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    async def hold_all(self, keys: Iterable[Key]) -> AsyncIterator[None]:
+        """Hold every key of ``keys`` (None included) until the block ends.
+
+        The locks are taken directly, not through a context manager per key: a batch holds a
+        few hundred keys, and per-key context managers cost about 2% of the worker's main
+        thread under load (py-spy, 2026-11-30)."""
+        locks = self._locks
+        users: list[tuple[Key, asyncio.Lock]] = []  # counted as users of the key's lock
+        held: list[asyncio.Lock] = []
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    @contextlib.asynccontextmanager
-    async def hold_all(self, keys: Iterable[bytes | None]) -> AsyncIterator[None]:
-        """Hold every key of ``keys`` (None included) until the block ends."""
-        async with contextlib.AsyncExitStack() as stack:
-            for key in sorted(set(keys), key=lambda k: (k is not None, k or b"")):
-                await stack.enter_async_context(self.hold(key))
+            for key in sorted(set(keys), key=_order):
+                lock, count = locks.get(key) or (asyncio.Lock(), 0)
+                locks[key] = (lock, count + 1)
+                users.append((key, lock))
+                await lock.acquire()
+                held.append(lock)
             yield
+        finally:
+            for lock in held:
+                lock.release()
+            for key, lock in users:
+                count = locks[key][1]
+                if count == 1:
+                    del locks[key]
+                else:
+                    locks[key] = (lock, count - 1)
 
     def __len__(self) -> int:
         return len(self._locks)
