@@ -201,10 +201,12 @@ class MonitorApp:
     def _table_epoch(self) -> int | None:
         """The table's epoch for the state cache (``monitor.stream.state_cache.TableEpoch``).
 
-        Only this worker's batches write the table, except a changelog recovery, which Faust runs
-        during a rebalance: the epoch is the rebalance count, and unknown (None) while a
-        rebalance or its recovery runs (``app.rebalancing`` is set when the consumer's first
-        revocation callback starts and cleared when recovery has ended)."""
+        Only this worker's batches write the table partitions it processes; a changelog recovery
+        (which Faust runs during a rebalance) and standby replicas (which write partitions it does
+        not process until a rebalance) are the other writers. The epoch is the rebalance count,
+        and unknown (None) while a rebalance or its recovery runs (``app.rebalancing`` is set
+        when the consumer's first revocation callback starts and cleared when recovery has
+        ended)."""
         app = self.app
         if app.rebalancing or not app.tables.actives_ready:
             return None
