@@ -204,13 +204,10 @@ class MonitorApp:
         Only this worker's batches write the table partitions it processes; a changelog recovery
         (which Faust runs during a rebalance) and standby replicas (which write partitions it does
         not process until a rebalance) are the other writers. The epoch is the rebalance count,
-        and unknown (None) while a rebalance or its recovery runs (``app.rebalancing`` is set
-        when the consumer's first revocation callback starts and cleared when recovery has
-        ended)."""
-        app = self.app
-        if app.rebalancing or not app.tables.actives_ready:
-            return None
-        return app.rebalancing_count
+        and unknown (None) unless ``ready``: while a rebalance or its recovery runs
+        (``app.rebalancing`` is set when the consumer's first revocation callback starts and
+        cleared when recovery has ended)."""
+        return self.app.rebalancing_count if self.ready() else None
 
     # --- the agents ------------------------------------------------------------------------
 

@@ -201,11 +201,7 @@ class ResultProcessor:
         # With ``table_epoch`` a cached state is used without reading the table until the epoch
         # changes (``StateCache.trusted``); the caller then stores every planned state or
         # ``forget``s it.
-        self._states = (
-            StateCache(state_cache_size, table_epoch)
-            if table_epoch is not None
-            else StateCache(state_cache_size)
-        )
+        self._states = StateCache(state_cache_size, table_epoch)
         # The watch list's "falling / rising / stable": the detector's own RCV table and Z.
         self._direction_noise = NoiseModel(
             self.detector.settings.rcv_z, self.detector.settings.variation

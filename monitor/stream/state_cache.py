@@ -14,10 +14,6 @@ worker's own writes may have changed it (a rebalance and its changelog recovery)
 that may be happening."""
 
 
-def _unknown_epoch() -> int | None:
-    return None
-
-
 class StateCache:
     """Decoded patient states of recently seen patients, bounded (least recently used goes).
 
@@ -31,10 +27,10 @@ class StateCache:
       store, so the table's bytes are the entry's without reading them;
     - ``get``: the table's bytes, read by the caller, are compared with the entry's.
 
-    With the default epoch (always unknown) only ``get`` answers.
+    With no epoch only ``get`` answers.
     """
 
-    def __init__(self, size: int, epoch: TableEpoch = _unknown_epoch) -> None:
+    def __init__(self, size: int, epoch: TableEpoch | None = None) -> None:
         self.size = size
         self.epoch = epoch
         self._entries: OrderedDict[bytes, tuple[bytes, PatientState, int | None]] = OrderedDict()
@@ -42,7 +38,7 @@ class StateCache:
     def trusted(self, key: bytes) -> tuple[bytes, PatientState] | None:
         """The stored bytes and decoded state of ``key`` if its entry was made in the current
         epoch; None if there is none, or the table may have changed since (read it and ``get``)."""
-        epoch = self.epoch()
+        epoch = self._current_epoch()
         if epoch is None:
             return None
         cached = self._entries.get(key)
@@ -65,10 +61,13 @@ class StateCache:
         """Keep ``state`` as what ``stored``, the bytes the table holds for ``key``, decode to."""
         if self.size <= 0:
             return
-        self._entries[key] = (stored, state, self.epoch())
+        self._entries[key] = (stored, state, self._current_epoch())
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+
+    def _current_epoch(self) -> int | None:
+        return self.epoch() if self.epoch is not None else None
 
     def forget(self, key: bytes) -> None:
         self._entries.pop(key, None)
