@@ -518,6 +518,11 @@ async def test_restart_with_fresh_data_dir_recovers_history_from_changelog(
 
     assert published == 2, "the restarted worker published an alert again"
     assert triples(received) == triples(expected)
+    # The state that records an alert is stored after the alert is acknowledged, so it can
+    # reach the table a moment after the alert reaches the topic.
+    assert await asyncio.to_thread(eventually, lambda: history_has(restarted, 3)), (
+        f"r3 not stored: {restarted.get(patient_path, bearer(API_TOKEN))}"
+    )
     new, worsened = received
     assert (worsened.event, worsened.grade, worsened.previous_grade) == ("worsened", 3, 1)
     assert worsened.dedup_key == new.dedup_key, "the restart opened a second episode"
