@@ -178,19 +178,11 @@ class Detector:
                 entry = merge_part(previous, entry)
             if result.retracted:
                 entry = without(entry, result.retracted)
-            # A part already merged in is a duplicate, unless what it says of the patient is
-            # new: its sex or chemotherapy date (kept with the entry) or its ward or LLN
-            # overrides (``_update_context`` takes them and tells). That is not lost for
-            # arriving second (an HL7 v2 message, then the same specimen as JSON with context):
-            # the copy is then a new version of the specimen.
-            merged_in = result.partial and (
-                entry.readings,
-                entry.status,
-                entry.sex,
-                entry.last_chemo_at,
-            ) == (previous.readings, previous.status, previous.sex, previous.last_chemo_at)
-            if merged_in and not self._update_context(state, result, entry):
-                return Outcome(state, (), "duplicate")
+            if result.partial and (entry.readings, entry.status) == (
+                previous.readings,
+                previous.status,
+            ):
+                return Outcome(state, (), "duplicate")  # a part already merged in
             touched = set(entry.readings) | set(previous.readings)
         elif result.retracted:
             entry = without(entry, result.retracted)
@@ -418,34 +410,24 @@ class Detector:
 
     # --- context ----------------------------------------------------------------------------
 
-    def _update_context(self, state: PatientState, result: CBCResult, entry: Entry) -> bool:
-        """Take the result's context into the state: the latest chemotherapy date, and the ward
-        and LLN overrides of the latest specimen. Returns whether the state changed."""
+    def _update_context(self, state: PatientState, result: CBCResult, entry: Entry) -> None:
         context = result.context
-        changed = False
         if entry.last_chemo_at is not None and (
             state.last_chemo_at is None or entry.last_chemo_at > state.last_chemo_at
         ):
             state.last_chemo_at = entry.last_chemo_at
-            changed = True
         if context.ward is not None and (
             state.ward_at is None or entry.collected_at >= state.ward_at
         ):
-            changed = changed or (context.ward, entry.collected_at) != (state.ward, state.ward_at)
             state.ward, state.ward_at = context.ward, entry.collected_at
         if context.lln_overrides and (
             state.overrides_at is None or entry.collected_at >= state.overrides_at
         ):
-            overrides = {
+            state.lln_overrides = {
                 analyte: to_canonical(analyte, o.value, o.unit)
                 for analyte, o in context.lln_overrides.items()
             }
-            changed = changed or (overrides, entry.collected_at) != (
-                state.lln_overrides,
-                state.overrides_at,
-            )
-            state.lln_overrides, state.overrides_at = overrides, entry.collected_at
-        return changed
+            state.overrides_at = entry.collected_at
 
 
 _CONDITION_ANALYTES: tuple[tuple[Condition, frozenset[Analyte]], ...] = tuple(

@@ -481,51 +481,6 @@ def test_a_repeated_part_is_a_duplicate() -> None:
     assert outcome.alerts == ()
 
 
-# The same specimen twice, as labs send it: an HL7 v2 message without the patient's context,
-# and canonical JSON with the ward and chemotherapy date but one component unreadable (so only
-# its readable part goes on, marked partial). Neither order may lose what either copy says.
-CHEMO = T0 - timedelta(days=9)
-
-
-def bare_copy() -> CBCResult:
-    return cbc("spec-1", 0, ward=None, wbc=2.5, platelets=140, hemoglobin=12.5)
-
-
-def copy_with_context() -> CBCResult:
-    return part("spec-1", 0, wbc=2.5, platelets=140, hemoglobin=12.5).model_copy(
-        update={"context": cbc("x", ward="bmt-3", last_chemo_at=CHEMO).context}
-    )
-
-
-@pytest.mark.parametrize("context_first", [False, True], ids=["context-second", "context-first"])
-def test_a_copy_of_a_held_specimen_keeps_what_it_says_of_the_patient(context_first: bool) -> None:
-    copies = [bare_copy(), copy_with_context()]
-    if context_first:
-        copies.reverse()
-    detector = Detector()
-    state, alerts, outcomes = replay(copies, detector)
-    assert [o.disposition for o in outcomes] == ["accepted", "accepted"]
-    assert (state.ward, state.last_chemo_at) == ("bmt-3", CHEMO.timestamp())
-    assert [e.result_id for e in state.history] == ["spec-1"]
-    # The values did not change: the second copy alerts on nothing.
-    assert events(alerts) == events(outcomes[0].alerts)
-    # A redelivery of the copy applied last changes nothing.
-    again = detector.process(state, copies[-1], NOW)
-    assert (again.disposition, again.alerts) == ("duplicate", ())
-
-
-def test_a_copy_that_names_the_sex_grades_the_held_values_with_its_limit() -> None:
-    # Hgb 12.5 g/dL is within the female limit (12.0) but under the male one (13.0).
-    unsexed = cbc("spec-1", 0, sex=None, hemoglobin=12.5)
-    male = part("spec-1", 0, hemoglobin=12.5).model_copy(update={"sex": "male"})
-    _, alerts, outcomes = replay([unsexed, male])
-    assert outcomes[1].disposition == "accepted"
-    assert [(a.condition, a.event, a.grade, a.lln_source) for a in outcomes[1].alerts] == [
-        ("anemia", "new", 1, "default-male")
-    ]
-    assert len(alerts) == len(outcomes[0].alerts) + 1
-
-
 def test_a_whole_result_still_replaces_rather_than_merges() -> None:
     state, _, _ = replay(
         [cbc("r1", 0, wbc=2.5, platelets=40), cbc("r1", 0, wbc=5.0, status="corrected")]

@@ -301,35 +301,6 @@ def test_a_state_from_before_the_summary_flag_gets_one_tombstone(
     assert [(s.key, s.value) for s in plan.after] == [(b"MRN-0042", None)]
 
 
-def test_a_json_copy_of_an_hl7_result_brings_the_chemotherapy_date_it_alone_carries(
-    processor: ResultProcessor,
-) -> None:
-    """A specimen sent as HL7 v2 (no treatment context), then as canonical JSON with the last
-    dose and one component the monitor does not read: the copy's readable part adds no value,
-    but the patient is now known to be after chemotherapy and joins the watch list."""
-    oru = "\r".join([
-        "MSH|^~\\&|XN|LAB|MON|HOSP|202611300800||ORU^R01|M1|P|2.5.1",
-        "PID|1||MRN-0042^^^HOSP^MR||TEST^PAT||19600101|F",
-        "OBR|1|ORD1|SPC1|58410-2^CBC panel^LN|||202611300700+0000",
-        "OBX|1|NM|6690-2^WBC^LN||6.1|10*9/L|||||F",
-        "OBX|2|NM|751-8^NEU#^LN||3.2|10*9/L|||||F",
-    ]).encode()  # fmt: skip
-    (forwarded,) = processor.handle(oru, None, origin(1, SETTINGS.hl7v2_topic))
-    assert processor.handle(forwarded.value, forwarded.key, origin(1, forwarded.topic)) == []
-    result = json.loads(forwarded.value or b"")
-    result["context"] = {"ward": "bmt-3", "last_chemo_at": "2026-11-21T10:00:00Z"}
-    result["components"]["troponin_t"] = {"value": 14, "unit": "ng/L"}
-    plan = processor.plan(json.dumps(result).encode(), b"MRN-0042", origin(2))
-    assert [s.topic for s in plan.sends] == [SETTINGS.dlq_topic]  # the troponin row only
-    (after,) = plan.after
-    assert (after.topic, after.key) == (SETTINGS.summaries_topic, b"MRN-0042")
-    processor.write(plan)
-    state = load_state(processor.table[b"MRN-0042"])
-    assert state.last_chemo_at == datetime(2026, 11, 21, 10, tzinfo=UTC).timestamp()
-    assert state.ward == "bmt-3"
-    assert [e.result_id for e in state.history] == [result["result_id"]]
-
-
 def test_no_summary_for_a_patient_without_chemotherapy(processor: ResultProcessor) -> None:
     plan = processor.plan(raw("r1", 0, neutrophils=0.4), b"MRN-0042", origin(1))
     assert plan.sends
